@@ -1,0 +1,200 @@
+"""Typed, validated run configuration.
+
+Kedro hands nodes plain dictionaries; this module turns the merged ``parameters`` into
+small pydantic models (OpenLTH-style hyper-parameter groups) and rejects bad input with
+one message naming the key, the value and what is accepted, before any work starts.
+
+A run's training recipe is ``recipes.<dataset>`` overlaid with the user's ``training``
+section, so ``--params dataset=cifar10`` picks the CIFAR recipe and
+``--params training.epochs=5`` still wins over it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A parameter is invalid; the message names the key, its value and what is accepted."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TrainingConfig(_Section):
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.05, gt=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    weight_decay: float = Field(5e-4, ge=0)
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(1024, ge=1)
+    lr_schedule: Literal["cosine", "step", "constant"] = "cosine"
+    step_milestones: tuple[float, ...] = (0.5, 0.75)  # fractions of the epochs
+    step_gamma: float = Field(0.1, gt=0, le=1)
+    warmup_epochs: int = Field(0, ge=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    augment: Literal["none", "crop_flip"] = "none"
+    mixed_precision: bool = False  # bf16 autocast, CUDA only
+    channels_last: bool = False  # CUDA only
+    num_workers: int = Field(0, ge=0)
+    progress: bool = True
+
+
+class EvidenceSettings(_Section):
+    """How the Laplace evidence and the contributions are computed (see evidence/)."""
+
+    structure: Literal["full", "diag", "kfac"] = "kfac"
+    subsample_size: int | None = Field(1024, ge=1)  # M of the NTK subsampling
+    class_balanced: bool = True
+    prior_precision: float | None = Field(None, gt=0)  # None: maximise the evidence
+    prior_mode: Literal["scalar", "layerwise"] = "scalar"
+    weight_score: Literal["obs", "diag", "first_order"] = "obs"
+    fisher: Literal["exact", "mc"] = "exact"
+    batch_size: int = Field(256, ge=1)
+
+
+class JMDSConfig(_Section):
+    """The alternating rounds: targets or penalties, selection rules, round training."""
+
+    rounds: int = Field(3, ge=1)
+    mode: Literal["target", "penalty"] = "target"
+    target_model_sparsity: float = Field(0.8, ge=0, lt=1)
+    target_data_sparsity: float = Field(0.5, ge=0, lt=1)
+    schedule: Literal["geometric", "cubic"] = "geometric"
+    lambda_model: float = Field(0.0, ge=0)  # λ1, penalty mode
+    lambda_data: float = Field(0.0, ge=0)  # λ2, penalty mode
+    max_model_sparsity: float = Field(0.99, ge=0, lt=1)  # penalty-mode safety caps
+    max_data_sparsity: float = Field(0.95, ge=0, lt=1)
+    round_epochs: int = Field(10, ge=1)
+    rewind: bool = True  # each round trains from the rewind point (else continues)
+    final_epochs: int | None = Field(None, ge=1)  # None: training.epochs
+    weight_scope: Literal["global", "layerwise"] = "global"
+    include_output_layer: bool = False
+    include_embeddings: bool = False
+    sample_selection: Literal["class_balanced", "topk", "stratified"] = "class_balanced"
+    keep: Literal["high", "low"] = "high"  # keep high-contribution (easy) samples
+    rescale_kept: bool = True  # weight the K kept samples by N/K inside the evidence
+    prune_model: bool = True  # ablations: model-only / data-only
+    prune_data: bool = True
+    evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+
+
+class RunConfig(_Section):
+    dataset: str
+    model: str
+    seed: int = 0
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
+    torch_threads: int | None = Field(None, ge=1)
+    raw_dir: str = "data/01_raw"
+    dataset_options: dict[str, Any] = Field(default_factory=dict)
+    model_options: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    rewind_epoch: int = Field(1, ge=0)
+    jmds: JMDSConfig = Field(default_factory=JMDSConfig)
+
+    @model_validator(mode="after")
+    def _names_are_registered(self) -> RunConfig:
+        # Imported here so that reading a config never imports torchvision/transformers.
+        from jmds_pipeline.data import DATASETS
+        from jmds_pipeline.models import MODELS
+
+        if self.dataset not in DATASETS:
+            raise ValueError(
+                f"dataset = {self.dataset!r} is not a known dataset; accepted: {sorted(DATASETS)}"
+            )
+        if self.model not in MODELS:
+            raise ValueError(
+                f"model = {self.model!r} is not a known model; accepted: {sorted(MODELS)}"
+            )
+        if self.rewind_epoch > self.training.epochs:
+            raise ValueError(
+                f"rewind_epoch = {self.rewind_epoch} exceeds training.epochs = "
+                f"{self.training.epochs}; accepted: 0 .. training.epochs"
+            )
+        return self
+
+    def resolved_device(self) -> str:
+        """The torch device to use; fails with a clear message if CUDA is asked but absent."""
+        import torch
+
+        if self.device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError(
+                "device = 'cuda' but this machine has no CUDA device; "
+                "accepted here: 'cpu' or 'auto' (run without --env gpu)"
+            )
+        return self.device
+
+
+def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """Return ``base`` with ``override`` merged in key by key (nested mappings recurse)."""
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem: ``key = value: reason``."""
+    lines = []
+    for problem in error.errors():
+        key = ".".join(str(part) for part in problem["loc"])
+        value = problem.get("input")
+        if not key:  # a cross-field check: its message already names the keys
+            lines.append(problem["msg"].removeprefix("Value error, "))
+        elif problem["type"] == "extra_forbidden":
+            lines.append(f"{key} = {value!r}: unknown key (check its spelling)")
+        else:
+            lines.append(f"{key} = {value!r}: {problem['msg']}")
+    return "invalid parameters:\n  " + "\n  ".join(lines)
+
+
+def recipe_for(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """The dataset's recipe merged under the user's top-level sections."""
+    dataset = parameters.get("dataset")
+    recipes = parameters.get("recipes", {}) or {}
+    recipe = recipes.get(dataset, {}) if isinstance(dataset, str) else {}
+    return dict(recipe or {})
+
+
+def build_run_config(parameters: Mapping[str, Any]) -> RunConfig:
+    """Validate the run-level parameters (dataset, model, training...)."""
+    recipe = recipe_for(parameters)
+    fields = set(RunConfig.model_fields)
+    payload: dict[str, Any] = {k: v for k, v in recipe.items() if k in fields}
+    for key in fields:
+        if key in parameters and parameters[key] is not None:
+            value = parameters[key]
+            if isinstance(value, Mapping) and isinstance(payload.get(key), Mapping):
+                payload[key] = deep_merge(payload[key], value)
+            else:
+                payload[key] = value
+    if payload.get("model") is None and isinstance(payload.get("dataset"), str):
+        from jmds_pipeline.models import default_model_for
+
+        try:
+            payload["model"] = default_model_for(payload["dataset"])
+        except (KeyError, ValueError):
+            payload["model"] = None
+    try:
+        return RunConfig.model_validate(payload)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error)) from None
+
+
+def validate_parameters(parameters: Mapping[str, Any]) -> RunConfig:
+    """Validate every parameter section the pipelines read; return the run config.
+
+    Each section's model raises :class:`ConfigError` naming the bad key and value.
+    """
+    return build_run_config(parameters)

@@ -1,0 +1,114 @@
+"""Per-sample negative log-likelihoods and the GGN's output curvature Λ.
+
+The GGN is H = Σ_i s_i J_iᵀ Λ_i J_i with Λ_i the Hessian of ℓ_i w.r.t. the network output:
+
+- classification: Λ = diag(p) − ppᵀ (softmax cross-entropy),
+- language modelling: the same per position t, summed over positions whose target is not
+  ``IGNORE_INDEX`` (block-diagonal over positions),
+- regression: Λ = 1/σ² (Gaussian with noise σ, one output).
+
+Curvature backends never form Λ; they backpropagate vectors v_k with Σ_k ω_k v_k v_kᵀ = Λ
+(exact) or E[Σ_k ω_k v_k v_kᵀ] = Λ (Monte Carlo):
+
+- exact: v_c = √p_c (e_c − p) for every class c, ω = 1, since Σ_c p_c (e_c − p)(e_c − p)ᵀ =
+  diag(p) − ppᵀ; costs one backward pass per class;
+- MC: v = e_ŷ − p with ŷ ~ Cat(p), ω = 1/S for S samples; for language modelling one ŷ per
+  position in the same backward pass (cross-position terms vanish in expectation).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from .config import EvidenceConfig
+
+IGNORE_INDEX = -100
+log = logging.getLogger(__name__)
+
+
+def per_sample_nll(logits: Tensor, y: Tensor, config: EvidenceConfig) -> Tensor:
+    """ℓ_i for each sample (summed over positions for language modelling), shape (B,)."""
+    if config.likelihood == "classification":
+        return F.cross_entropy(logits, y, reduction="none")
+    if config.likelihood == "language_modeling":
+        b, t, v = logits.shape
+        nll = F.cross_entropy(
+            logits.reshape(b * t, v), y.reshape(b * t), reduction="none", ignore_index=IGNORE_INDEX
+        )
+        return nll.reshape(b, t).sum(1)
+    sigma2 = config.sigma_noise**2
+    resid = logits.reshape(logits.shape[0], -1) - y.reshape(y.shape[0], -1).to(logits.dtype)
+    return (resid.pow(2) / (2 * sigma2)).sum(1) + 0.5 * resid.shape[1] * math.log(
+        2 * math.pi * sigma2
+    )
+
+
+def use_exact_fisher(num_outputs: int, config: EvidenceConfig) -> bool:
+    """Whether the per-class exact Fisher is used (else MC), warning when it is overridden."""
+    if config.likelihood == "regression":
+        return True
+    if config.fisher == "mc":
+        return False
+    if num_outputs > config.exact_fisher_max_classes:
+        log.warning(
+            "fisher='exact' needs %d backward passes per batch; using the MC Fisher "
+            "(%d samples) instead (exact_fisher_max_classes=%d)",
+            num_outputs,
+            config.mc_samples,
+            config.exact_fisher_max_classes,
+        )
+        return False
+    return True
+
+
+def backward_vectors(
+    logits: Tensor, y: Tensor, config: EvidenceConfig, generator: torch.Generator | None
+) -> Iterator[tuple[Tensor, float]]:
+    """Yield (v_k, ω_k), v_k shaped like ``logits``, with Σ_k ω_k v_k v_kᵀ = Λ (or E[·] = Λ)."""
+    logits = logits.detach()
+    if config.likelihood == "regression":
+        yield torch.full_like(logits, 1.0 / config.sigma_noise), 1.0
+        return
+    probs = logits.float().softmax(-1).to(logits.dtype)
+    if config.likelihood == "language_modeling":
+        valid = (y != IGNORE_INDEX).unsqueeze(-1).to(logits.dtype)
+    else:
+        valid = torch.ones(1, dtype=logits.dtype, device=logits.device)
+    n_cls = logits.shape[-1]
+    if use_exact_fisher(n_cls, config):
+        for c in range(n_cls):
+            v = -probs * probs[..., c : c + 1].sqrt()
+            v[..., c] += probs[..., c].sqrt()
+            yield v * valid, 1.0
+        return
+    flat = probs.reshape(-1, n_cls).float()
+    for _ in range(config.mc_samples):
+        draw = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+        v = F.one_hot(draw, n_cls).to(logits.dtype) - probs
+        yield v * valid, 1.0 / config.mc_samples
+
+
+def output_hessian(logits: Tensor, y: Tensor, config: EvidenceConfig) -> Tensor:
+    """Dense Λ_i for each sample over its flattened outputs, shape (B, K, K); tiny nets only."""
+    b = logits.shape[0]
+    if config.likelihood == "regression":
+        k = logits[0].numel()
+        eye = torch.eye(k, dtype=logits.dtype, device=logits.device)
+        return eye.expand(b, k, k) / config.sigma_noise**2
+    probs = logits.softmax(-1)
+    lam = torch.diag_embed(probs) - probs.unsqueeze(-1) * probs.unsqueeze(-2)
+    if config.likelihood == "classification":
+        return lam
+    valid = (y != IGNORE_INDEX).to(logits.dtype)
+    lam = lam * valid[..., None, None]
+    t, v = probs.shape[1], probs.shape[2]
+    out = logits.new_zeros(b, t * v, t * v)
+    for pos in range(t):
+        out[:, pos * v : (pos + 1) * v, pos * v : (pos + 1) * v] = lam[:, pos]
+    return out

@@ -1,0 +1,48 @@
+"""Catalog dataset for tensors: a ``dict[str, Tensor]`` in one safetensors file.
+
+Masks, model weights and data splits all take this form. Saving writes a temporary file
+and renames it over the target, so an interrupted save never leaves a truncated file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from kedro.io import AbstractDataset, DatasetError
+from safetensors.torch import load_file, save_file
+
+
+class TensorDictDataset(AbstractDataset[dict[str, torch.Tensor], dict[str, torch.Tensor]]):
+    """``dict[str, Tensor]`` ↔ ``filepath`` (safetensors). Bool tensors round-trip as bool."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None) -> None:
+        self._filepath = PurePosixPath(filepath)
+        self.metadata = metadata
+
+    def load(self) -> dict[str, torch.Tensor]:
+        path = Path(self._filepath)
+        if not path.exists():
+            raise DatasetError(f"no tensors at {path}: run the stage that writes it first")
+        return load_file(str(path))
+
+    def save(self, data: dict[str, torch.Tensor]) -> None:
+        if not isinstance(data, dict) or not all(
+            isinstance(v, torch.Tensor) for v in data.values()
+        ):
+            raise DatasetError(f"{self._filepath}: expected a dict of tensors")
+        path = Path(self._filepath)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Tied or strided tensors (GPT-2 shares its embedding) must be stored apart.
+        tensors = {k: v.detach().to("cpu").clone().contiguous() for k, v in data.items()}
+        partial = path.with_name(path.name + ".partial")
+        save_file(tensors, str(partial))
+        os.replace(partial, path)
+
+    def _exists(self) -> bool:
+        return Path(self._filepath).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}

@@ -1,0 +1,121 @@
+"""The JMDS pipeline: one round template unrolled R times as namespaces round_1..round_R.
+
+Kedro has no loops, so round r's inputs are mapped to round r−1's outputs. R is read
+from ``conf/base/parameters_jmds.yml`` (``jmds.rounds``) when the pipeline is built.
+"""
+
+from __future__ import annotations
+
+from functools import partial, update_wrapper
+
+from kedro.pipeline import Pipeline, node, pipeline
+
+from jmds_pipeline.pipelines.jmds.nodes import (
+    final_retrain,
+    initial_sparsity,
+    score_round,
+    train_round,
+    update_mask,
+    update_samples,
+)
+from jmds_pipeline.pipelines.jmds.trace import round_trace
+
+SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "parameters", "rewind_state"}
+
+
+def _for_round(func, round_index: int):  # type: ignore[no-untyped-def]
+    bound = partial(func, round_index=round_index)
+    return update_wrapper(bound, func)
+
+
+def round_template(round_index: int) -> Pipeline:
+    """One round. Round 1 scores the dense model itself, so it has no training node."""
+    nodes = []
+    if round_index > 1:
+        nodes.append(
+            node(
+                train_round,
+                ["rewind_state", "masks_in", "kept_in", "train_split", "val_split",
+                 "dataset_meta", "parameters"],
+                ["state", "train_log"],
+                name="train",
+            )
+        )
+    nodes += [
+        node(
+            score_round,
+            ["state", "masks_in", "kept_in", "train_split", "dataset_meta", "parameters"],
+            ["weight_scores", "sample_scores", "evidence"],
+            name="estimate_evidence",
+        ),
+        node(
+            _for_round(update_mask, round_index),
+            ["weight_scores", "masks_in", "parameters"],
+            ["masks", "mask_summary"],
+            name="update_mask",
+        ),
+        node(
+            _for_round(update_samples, round_index),
+            ["sample_scores", "kept_in", "train_split", "parameters"],
+            ["kept", "sample_table"],
+            name="update_samples",
+        ),
+    ]
+    return pipeline(nodes)
+
+
+def create_pipeline(rounds: int) -> Pipeline:
+    if rounds < 1:
+        raise ValueError(f"jmds.rounds = {rounds}; accepted: an integer ≥ 1")
+    start = pipeline(
+        [
+            node(
+                initial_sparsity,
+                ["dense_state", "train_split", "dataset_meta", "parameters"],
+                ["initial_masks", "initial_kept"],
+                name="initial_sparsity",
+            )
+        ],
+        namespace="jmds",
+        inputs={"dense_state", "train_split", "dataset_meta", "parameters"},
+    )
+    unrolled = Pipeline([])
+    trace_inputs: list[str] = []
+    for r in range(1, rounds + 1):
+        previous = f"round_{r - 1}" if r > 1 else None
+        mapping = {
+            "masks_in": f"{previous}.masks" if previous else "jmds.initial_masks",
+            "kept_in": f"{previous}.kept" if previous else "jmds.initial_kept",
+        }
+        if r == 1:
+            mapping["state"] = "dense_state"
+        unrolled += pipeline(
+            round_template(r),
+            namespace=f"round_{r}",
+            inputs={**mapping, **{name: name for name in SHARED_INPUTS}},
+        )
+        trace_inputs += [
+            f"round_{r}.evidence",
+            mapping["masks_in"],
+            mapping["kept_in"],
+            f"round_{r}.train_log" if r > 1 else "dense_training",
+        ]
+    finish = pipeline(
+        [
+            node(
+                final_retrain,
+                ["rewind_state", f"round_{rounds}.masks", f"round_{rounds}.kept",
+                 "train_split", "dataset_meta", "parameters"],
+                ["jmds.final_state", "jmds.final_history", "jmds.final_training"],
+                name="jmds.final_retrain",
+            ),
+            node(
+                round_trace,
+                trace_inputs,
+                ["jmds.round_trace", "jmds.round_trace_json"],
+                name="jmds.round_trace",
+            ),
+        ]
+    )
+    return start + unrolled + finish
+

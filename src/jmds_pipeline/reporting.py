@@ -1,0 +1,94 @@
+"""What a person reads at the end of a run: a table in the terminal and Markdown."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+SUMMARY_COLUMNS: dict[str, str] = {
+    "test_accuracy": "test acc",
+    "test_perplexity": "test ppl",
+    "model_sparsity": "model sparsity",
+    "data_sparsity": "data sparsity",
+    "time_vs_dense": "train time ×dense",
+    "inference_flops_vs_dense": "inference FLOPs ×dense",
+    "training_flops": "training FLOPs",
+    "log_evidence": "log evidence",
+}
+
+
+def _format(value: object) -> str:
+    if isinstance(value, float):
+        return f"{value:.3e}" if abs(value) >= 1e5 else f"{value:.4f}"
+    return str(value)
+
+
+def summary_rows(runs: Mapping[str, Mapping[str, float]]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows (one per run) over the summary columns that any run has."""
+    keys = [k for k in SUMMARY_COLUMNS if any(k in metrics for metrics in runs.values())]
+    header = ["run", *(SUMMARY_COLUMNS[k] for k in keys)]
+    rows = [
+        [name, *(_format(metrics[k]) if k in metrics else "–" for k in keys)]
+        for name, metrics in runs.items()
+    ]
+    return header, rows
+
+
+def print_summary(title: str, runs: Mapping[str, Mapping[str, float]]) -> None:
+    header, rows = summary_rows(runs)
+    table = Table(title=title)
+    for column in header:
+        table.add_column(column, justify="left" if column == "run" else "right")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def jmds_report(
+    title: str,
+    runs: Mapping[str, Mapping[str, float]],
+    trace: pd.DataFrame,
+    config: Mapping[str, object],
+) -> str:
+    """The Markdown report of one JMDS run: summary, per-round trace, configuration."""
+    header, rows = summary_rows(runs)
+    trace_rows = [[_format(v) for v in row] for row in trace.itertuples(index=False)]
+    jmds = config.get("jmds", {})
+    return "\n".join(
+        [
+            f"# {title}",
+            "",
+            "## Summary",
+            "",
+            markdown_table(header, rows),
+            "Train time ×dense is the final retrain's; the whole pipeline's cost (dense "
+            "pretraining, rounds, evidence, retrain) is `total_vs_dense` in the metrics JSON.",
+            "",
+            "## Rounds",
+            "",
+            "Each row is the model scored in that round (round 1: the dense model).",
+            "",
+            markdown_table(list(trace.columns), trace_rows),
+            "![evidence and accuracy per round](round_curves.png)",
+            "",
+            "![per-layer density](layer_density.png)",
+            "",
+            "## Configuration",
+            "",
+            "```json",
+            json.dumps({"dataset": config.get("dataset"), "model": config.get("model"),
+                        "seed": config.get("seed"), "jmds": jmds}, indent=2),
+            "```",
+            "",
+        ]
+    )

@@ -1,0 +1,34 @@
+"""Glue between plain catalog data (dicts, state dicts) and torch objects, for the nodes."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from jmds_pipeline.config import RunConfig, build_run_config
+from jmds_pipeline.data.types import DatasetMeta
+
+
+def seeded_model(config: RunConfig, meta: DatasetMeta) -> nn.Module:
+    """The run's model, initialised from the run's seed (same seed → same weights)."""
+    from jmds_pipeline.models import build_model
+
+    torch.manual_seed(config.seed)
+    return build_model(config.model, meta, config.model_options)
+
+
+def model_from_state(
+    config: RunConfig, meta: DatasetMeta, state: Mapping[str, torch.Tensor]
+) -> nn.Module:
+    """The run's model with ``state`` loaded (exactly; a missing key is an error)."""
+    model = seeded_model(config, meta)
+    model.load_state_dict(dict(state), strict=True)
+    return model.eval()
+
+
+def run_config_of(parameters: Mapping[str, Any]) -> RunConfig:
+    """The validated run configuration from Kedro's merged ``parameters``."""
+    return build_run_config(parameters)

@@ -1,0 +1,181 @@
+"""The one training loop every phase uses: masked weights, a kept subset of samples.
+
+Guarantees:
+- weights outside ``masks`` are exactly zero before the first step and after every
+  optimiser step (the mask is re-applied after ``step()``, so momentum and weight decay
+  cannot revive them);
+- only rows with ``kept[i]`` true are ever drawn (a sampler over those rows);
+- same seed, same device, same inputs → identical final weights on CPU.
+
+On CUDA it uses bf16 autocast and ``channels_last`` when the config asks for them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from jmds_pipeline.config import TrainingConfig
+from jmds_pipeline.data.types import Split
+from jmds_pipeline.sparsity.masks import apply_masks
+from jmds_pipeline.training.augment import random_crop_flip
+from jmds_pipeline.training.batches import batch_loader, kept_rows
+from jmds_pipeline.training.losses import per_sample_correct, per_sample_nll, tokens_per_sample
+
+BatchCallback = Callable[[dict[str, torch.Tensor], torch.Tensor], None]
+"""Called after every optimiser step with the batch (on CPU) and its logits (detached)."""
+
+
+@dataclass
+class TrainOutcome:
+    history: list[dict[str, float]] = field(default_factory=list)
+    rewind_state: dict[str, torch.Tensor] | None = None
+    seconds: float = 0.0
+    samples_seen: int = 0
+
+
+def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """A detached CPU copy of the model's state (tied tensors are copied apart)."""
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}
+
+
+def build_optimizer(model: nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay,
+            nesterov=config.momentum > 0,
+        )
+    return torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainingConfig) -> float:
+    """Multiplier of the base learning rate at optimiser step ``step``."""
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    if config.lr_schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(progress, 1.0)))
+    if config.lr_schedule == "step":
+        passed = sum(progress >= milestone for milestone in config.step_milestones)
+        return config.step_gamma**passed
+    return 1.0
+
+
+def _prepare_inputs(x: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
+    x = x.to(device, non_blocking=True)
+    if channels_last and x.dim() == 4:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+def train_model(
+    model: nn.Module,
+    train: Split,
+    config: TrainingConfig,
+    *,
+    device: str = "cpu",
+    seed: int = 0,
+    masks: dict[str, torch.Tensor] | None = None,
+    kept: torch.Tensor | None = None,
+    epochs: int | None = None,
+    rewind_epoch: int | None = None,
+    on_batch: BatchCallback | None = None,
+    description: str = "train",
+) -> TrainOutcome:
+    """Train ``model`` in place on the kept rows of ``train`` under ``masks``.
+
+    ``epochs`` overrides ``config.epochs`` (rounds train for fewer epochs than the dense
+    run); ``rewind_epoch`` = k stores the weights after k epochs (k = 0: at initialisation)
+    in ``TrainOutcome.rewind_state``, the point that lottery-ticket rewinding returns to.
+    """
+    num_epochs = config.epochs if epochs is None else epochs
+    on_cuda = device.startswith("cuda")
+    channels_last = config.channels_last and on_cuda
+    model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    device_masks = None
+    if masks:
+        device_masks = {name: mask.to(device) for name, mask in masks.items()}
+        apply_masks(model, device_masks)
+
+    torch.manual_seed(seed)  # dropout and any other global-RNG use inside the model
+    generator = torch.Generator().manual_seed(seed)
+    loader = batch_loader(
+        train, batch_size=config.batch_size, kept=kept, shuffle=True, generator=generator,
+        num_workers=config.num_workers,
+    )
+    num_rows = kept_rows(int(train["id"].shape[0]), kept).numel()
+    if num_rows == 0:
+        raise ValueError("no samples are kept: training needs at least one kept sample")
+    steps_per_epoch = math.ceil(num_rows / config.batch_size)
+    total_steps = steps_per_epoch * num_epochs
+    warmup_steps = config.warmup_epochs * steps_per_epoch
+
+    optimizer = build_optimizer(model, config)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config)
+    )
+    augment_generator = torch.Generator().manual_seed(seed + 1)
+    outcome = TrainOutcome()
+    if rewind_epoch == 0:
+        outcome.rewind_state = cpu_state(model)
+
+    started = time.perf_counter()
+    epoch_bar = tqdm(range(num_epochs), desc=description, disable=not config.progress,
+                     leave=False, unit="epoch")
+    for epoch in epoch_bar:
+        model.train()
+        epoch_started = time.perf_counter()
+        loss_sum = torch.zeros((), dtype=torch.float64)
+        correct_sum = 0
+        seen = 0
+        for batch in loader:
+            x = batch["x"]
+            if config.augment == "crop_flip" and x.dim() == 4:
+                x = random_crop_flip(x, generator=augment_generator)
+            x = _prepare_inputs(x, device, channels_last)
+            y = batch["y"].to(device, non_blocking=True)
+            with torch.autocast("cuda", dtype=torch.bfloat16,
+                                enabled=on_cuda and config.mixed_precision):
+                logits = model(x)
+            sample_loss = per_sample_nll(logits, y, config.label_smoothing)
+            # Mean over predictions: tokens for text, samples for labels.
+            loss = sample_loss.sum() / tokens_per_sample(y).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            if device_masks is not None:
+                apply_masks(model, device_masks)
+            detached = logits.detach()
+            loss_sum += sample_loss.detach().sum().double().cpu()
+            correct_sum += int(per_sample_correct(detached, y).sum())
+            seen += int(y.shape[0])
+            if on_batch is not None:
+                on_batch(batch, detached.float().cpu())
+        outcome.samples_seen += seen
+        record = {
+            "epoch": float(epoch + 1),
+            "train_loss": float(loss_sum) / max(seen, 1),
+            "train_accuracy": correct_sum / max(seen, 1),
+            "lr": scheduler.get_last_lr()[0],
+            "seconds": time.perf_counter() - epoch_started,
+        }
+        outcome.history.append(record)
+        epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}",
+                              acc=f"{record['train_accuracy']:.3f}")
+        if rewind_epoch is not None and epoch + 1 == rewind_epoch:
+            outcome.rewind_state = cpu_state(model)
+    outcome.seconds = time.perf_counter() - started
+    model.eval()
+    return outcome
