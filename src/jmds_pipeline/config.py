@@ -14,7 +14,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 
 class ConfigError(ValueError):
@@ -98,20 +105,26 @@ class RunConfig(_Section):
     rewind_epoch: int = Field(1, ge=0)
     jmds: JMDSConfig = Field(default_factory=JMDSConfig)
 
-    @model_validator(mode="after")
-    def _names_are_registered(self) -> RunConfig:
-        # Imported here so that reading a config never imports torchvision/transformers.
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, name: str) -> str:
         from jmds_pipeline.data import DATASETS
+
+        if name not in DATASETS:
+            raise ValueError(f"not a known dataset; accepted: {sorted(DATASETS)}")
+        return name
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
         from jmds_pipeline.models import MODELS
 
-        if self.dataset not in DATASETS:
-            raise ValueError(
-                f"dataset = {self.dataset!r} is not a known dataset; accepted: {sorted(DATASETS)}"
-            )
-        if self.model not in MODELS:
-            raise ValueError(
-                f"model = {self.model!r} is not a known model; accepted: {sorted(MODELS)}"
-            )
+        if name not in MODELS:
+            raise ValueError(f"not a known model; accepted: {sorted(MODELS)}")
+        return name
+
+    @model_validator(mode="after")
+    def _rewind_within_training(self) -> RunConfig:
         if self.rewind_epoch > self.training.epochs:
             raise ValueError(
                 f"rewind_epoch = {self.rewind_epoch} exceeds training.epochs = "
@@ -150,12 +163,15 @@ def format_validation_error(error: ValidationError) -> str:
     for problem in error.errors():
         key = ".".join(str(part) for part in problem["loc"])
         value = problem.get("input")
+        message = problem["msg"].removeprefix("Value error, ")
         if not key:  # a cross-field check: its message already names the keys
-            lines.append(problem["msg"].removeprefix("Value error, "))
+            lines.append(message)
+        elif problem["type"] == "missing":
+            lines.append(f"{key}: required but not set")
         elif problem["type"] == "extra_forbidden":
             lines.append(f"{key} = {value!r}: unknown key (check its spelling)")
         else:
-            lines.append(f"{key} = {value!r}: {problem['msg']}")
+            lines.append(f"{key} = {value!r}: {message}")
     return "invalid parameters:\n  " + "\n  ".join(lines)
 
 
@@ -185,7 +201,7 @@ def build_run_config(parameters: Mapping[str, Any]) -> RunConfig:
         try:
             payload["model"] = default_model_for(payload["dataset"])
         except (KeyError, ValueError):
-            payload["model"] = None
+            payload.pop("model", None)  # the dataset's own error says what is wrong
     try:
         return RunConfig.model_validate(payload)
     except ValidationError as error:

@@ -1,7 +1,7 @@
 """Dataset registry and loaders; every sample carries a stable int64 id.
 
-    from jmds_pipeline.data import DATASETS, load_dataset
-    splits, meta = load_dataset("mnist1d", raw_dir="data/01_raw", seed=0)
+``splits, meta = load_dataset("mnist1d", raw_dir="data/01_raw", seed=0)`` gives the
+train/val/test splits (see :mod:`jmds_pipeline.data.types`) and the dataset's description.
 """
 
 from jmds_pipeline.data.errors import DatasetNotFoundError

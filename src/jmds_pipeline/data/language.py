@@ -161,8 +161,9 @@ def tokenised_splits(
 def _pick_documents(
     documents: dict[str, str], keys: list[str], fraction: float, seed: int
 ) -> set[str]:
-    """Whole documents from ``keys``, in a seeded random order, until their characters
-    reach ``fraction`` of those of ``keys`` (none when ``fraction`` is 0)."""
+    """Whole documents from ``keys`` holding close to, and at most, ``fraction`` of their
+    characters: taken in a seeded random order, skipping any that would overshoot (so one
+    long topic cannot swell a split). At least one document when ``fraction`` > 0."""
     if fraction == 0 or not keys:
         return set()
     target = fraction * sum(len(documents[key]) for key in keys)
@@ -170,8 +171,8 @@ def _pick_documents(
     picked: set[str] = set()
     size = 0
     for position in order:
-        if size >= target:
-            break
-        picked.add(keys[position])
-        size += len(documents[keys[position]])
-    return picked
+        length = len(documents[keys[position]])
+        if size + length <= target:
+            picked.add(keys[position])
+            size += length
+    return picked or {keys[order[0]]}

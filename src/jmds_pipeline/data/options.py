@@ -33,7 +33,9 @@ def parse_options(cls: type[T], options: Mapping[str, Any] | None, *, owner: str
     try:
         # Types are checked here, ranges and cross-field rules by the dataclass's
         # __post_init__; either way the message comes out prefixed with ``owner``.
-        values = {key: _coerce(value, hints[key], f"option {key!r}") for key, value in given.items()}
+        values = {
+            key: _coerce(value, hints[key], f"option {key!r}") for key, value in given.items()
+        }
         return cls(**values)
     except ValueError as error:
         raise ValueError(f"{owner}: {error}") from None

@@ -15,7 +15,9 @@ def canonical_names(model: nn.Module) -> dict[int, str]:
     return {id(p): n for n, p in model.named_parameters() if p.requires_grad}
 
 
-def check_data(x: Tensor, y: Tensor, sample_weights: Tensor | None, config: EvidenceConfig) -> Tensor:
+def check_data(
+    x: Tensor, y: Tensor, sample_weights: Tensor | None, config: EvidenceConfig
+) -> Tensor:
     """Validate x, y and the sample weights; returns the weights (float64, CPU, (N,))."""
     n = x.shape[0]
     if y.shape[0] != n:

@@ -19,15 +19,15 @@ class EvidenceConfig:
         sigma_noise: observation noise σ of the Gaussian likelihood (regression only).
         mc_samples: sampled labels per sample (per token for language modelling) when
             ``fisher == "mc"``.
-        exact_fisher_max_classes: above this many classes (vocabulary size for language
-            modelling) ``fisher="exact"`` would need one backward pass per class; the engine
-            then uses the MC Fisher and logs a warning.
+        exact_fisher_max_classes: ``fisher="exact"`` needs one backward pass per class
+            (C; T·V for language modelling); above this many passes the engine uses the MC
+            Fisher instead and logs a warning.
         kfac_max_dim: a Linear/Conv layer whose input (with bias) or output dimension exceeds
             this falls back to the diagonal (keeps the d_in² / d_out² factors bounded).
         prior_init: starting α of the evidence maximisation.
         prior_steps: maximum Newton steps on log α.
-        leverage_chunk: samples per chunk when materialising per-sample gradients
-            (bounds memory to chunk · d_out · d_in per layer).
+        chunk_elements: largest per-sample chunk tensor (elements) when unfolding conv inputs
+            or materialising per-sample gradients; bounds the extra memory to ~4·this bytes.
     """
 
     structure: Structure = "kfac"
@@ -46,7 +46,7 @@ class EvidenceConfig:
     kfac_max_dim: int = 8192
     prior_init: float = 1.0
     prior_steps: int = 50
-    leverage_chunk: int = 32
+    chunk_elements: int = 1 << 23
 
     def __post_init__(self) -> None:
         if self.structure not in ("full", "diag", "kfac"):
@@ -63,8 +63,8 @@ class EvidenceConfig:
             raise ValueError(f"unknown weight_score {self.weight_score!r}")
         if self.fisher not in ("exact", "mc"):
             raise ValueError(f"fisher must be exact or mc, got {self.fisher!r}")
-        if self.batch_size < 1 or self.mc_samples < 1 or self.leverage_chunk < 1:
-            raise ValueError("batch_size, mc_samples and leverage_chunk must be >= 1")
+        if self.batch_size < 1 or self.mc_samples < 1 or self.chunk_elements < 1:
+            raise ValueError("batch_size, mc_samples and chunk_elements must be >= 1")
         if not self.sigma_noise > 0:
             raise ValueError(f"sigma_noise must be > 0, got {self.sigma_noise}")
 

@@ -11,7 +11,8 @@ Curvature backends never form Λ; they backpropagate vectors v_k with Σ_k ω_k 
 (exact) or E[Σ_k ω_k v_k v_kᵀ] = Λ (Monte Carlo):
 
 - exact: v_c = √p_c (e_c − p) for every class c, ω = 1, since Σ_c p_c (e_c − p)(e_c − p)ᵀ =
-  diag(p) − ppᵀ; costs one backward pass per class;
+  diag(p) − ppᵀ; costs one backward pass per class (per class and position for language
+  modelling, T·V passes: tiny vocabularies and sequences only);
 - MC: v = e_ŷ − p with ŷ ~ Cat(p), ω = 1/S for S samples; for language modelling one ŷ per
   position in the same backward pass (cross-position terms vanish in expectation).
 """
@@ -75,17 +76,29 @@ def backward_vectors(
     if config.likelihood == "regression":
         yield torch.full_like(logits, 1.0 / config.sigma_noise), 1.0
         return
-    probs = logits.float().softmax(-1).to(logits.dtype)
+    probs = logits.softmax(-1)
     if config.likelihood == "language_modeling":
         valid = (y != IGNORE_INDEX).unsqueeze(-1).to(logits.dtype)
     else:
         valid = torch.ones(1, dtype=logits.dtype, device=logits.device)
     n_cls = logits.shape[-1]
-    if use_exact_fisher(n_cls, config):
-        for c in range(n_cls):
-            v = -probs * probs[..., c : c + 1].sqrt()
-            v[..., c] += probs[..., c].sqrt()
-            yield v * valid, 1.0
+    # language modelling: positions must be separate vectors, since one vector over all
+    # positions adds the deterministic cross-position terms Σ_{t≠t'} J_tᵀ v_t v_t'ᵀ J_t' (they
+    # only vanish in expectation for MC); so the exact Fisher costs T·V backward passes
+    lm = config.likelihood == "language_modeling"
+    n_passes = n_cls * logits.shape[1] if lm else n_cls
+    if use_exact_fisher(n_passes, config):
+        positions = range(logits.shape[1]) if config.likelihood == "language_modeling" else [None]
+        for t in positions:
+            for c in range(n_cls):
+                v = -probs * probs[..., c : c + 1].sqrt()
+                v[..., c] += probs[..., c].sqrt()
+                v = v * valid
+                if t is not None:
+                    only = torch.zeros_like(v)
+                    only[:, t] = v[:, t]
+                    v = only
+                yield v, 1.0
         return
     flat = probs.reshape(-1, n_cls).float()
     for _ in range(config.mc_samples):

@@ -51,7 +51,7 @@ def optimise_prior(
         step = step.clamp(-MAX_STEP, MAX_STEP)
         t_new = (t + step).clamp(*LOG_ALPHA_BOUNDS)
         # backtrack if the Newton step overshot (should not happen for concave f)
-        f_old = float(f)
+        f_old = float(f.detach())
         for _ in range(20):
             with torch.no_grad():
                 if float(objective(t_new.exp())) >= f_old - 1e-12 * abs(f_old):

@@ -71,10 +71,9 @@ def next_kept(
     if config.mode == "target":
         target = round_targets(config.target_data_sparsity, config.rounds,
                                config.schedule)[round_index - 1]
-        # Sequences have no single label, so class balance is undefined for them.
-        selection = "topk" if labels.dim() > 1 else config.sample_selection
-        return select_samples(scores, labels if labels.dim() == 1 else None, kept, target,
-                              mode=selection, keep=config.keep)
+        # Sequence targets (N, T) have no class: select_samples falls back to top-k.
+        return select_samples(scores, labels, kept, target, mode=config.sample_selection,
+                              keep=config.keep)
     return select_by_threshold(scores, kept, config.lambda_data,
                                max_sparsity=config.max_data_sparsity)
 

@@ -93,7 +93,7 @@ class Handler:
         return w
 
     def from_matrix(self, mat: Tensor) -> dict[str, Tensor]:
-        """(…, d_out, d_in) matrix -> canonical name -> parameter-shaped tensor (leading dims kept)."""
+        """(…, d_out, d_in) matrix -> {canonical name: parameter-shaped tensor (…, *shape)}."""
         lead = mat.shape[:-2]
         w = mat[..., : self.d_in_weight]
         shape = self.module.weight.shape
@@ -108,10 +108,8 @@ class Handler:
     def kron_inputs(self, x: Tensor) -> Tensor:
         """Layer input -> a of shape (B, R, d_in) (with a ones column for the bias)."""
         m = self.module
-        if self.kind == "conv":
-            x = _unfold(m, x)  # (B, R, C_in·k)
-        else:
-            x = x.reshape(x.shape[0], -1, x.shape[-1])
+        # conv: patches (B, R, C_in·k); linear-like: tokens/positions as R
+        x = _unfold(m, x) if self.kind == "conv" else x.reshape(x.shape[0], -1, x.shape[-1])
         if self.has_bias:
             x = torch.cat([x, x.new_ones(*x.shape[:-1], 1)], dim=-1)
         return x
@@ -177,7 +175,7 @@ def _unfold(m: nn.Module, x: Tensor) -> Tensor:
         if pad == "valid":
             pad = (0,) * len(k)
         else:  # "same" (stride 1): PyTorch puts the extra element on the right
-            total = [di * (ki - 1) for di, ki in zip(d, k)]
+            total = [di * (ki - 1) for di, ki in zip(d, k, strict=False)]
             lr: list[int] = []
             for t in reversed(total):
                 lr += [t // 2, t - t // 2]

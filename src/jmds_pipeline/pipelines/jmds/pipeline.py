@@ -20,7 +20,7 @@ from jmds_pipeline.pipelines.jmds.nodes import (
 )
 from jmds_pipeline.pipelines.jmds.trace import round_trace
 
-SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "parameters", "rewind_state"}
+SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "rewind_state"}
 
 
 def _for_round(func, round_index: int):  # type: ignore[no-untyped-def]
@@ -77,7 +77,7 @@ def create_pipeline(rounds: int) -> Pipeline:
             )
         ],
         namespace="jmds",
-        inputs={"dense_state", "train_split", "dataset_meta", "parameters"},
+        inputs={"dense_state", "train_split", "dataset_meta"},
     )
     unrolled = Pipeline([])
     trace_inputs: list[str] = []
@@ -89,10 +89,12 @@ def create_pipeline(rounds: int) -> Pipeline:
         }
         if r == 1:
             mapping["state"] = "dense_state"
+        template = round_template(r)
+        shared = SHARED_INPUTS & template.inputs()
         unrolled += pipeline(
-            round_template(r),
+            template,
             namespace=f"round_{r}",
-            inputs={**mapping, **{name: name for name in SHARED_INPUTS}},
+            inputs={**mapping, **{name: name for name in shared}},
         )
         trace_inputs += [
             f"round_{r}.evidence",
