@@ -92,6 +92,54 @@ class JMDSConfig(_Section):
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
 
+class GridConfig(_Section):
+    """The JMDS accuracy heat map over model × data sparsity."""
+
+    model_sparsities: tuple[float, ...] = (0.5, 0.8, 0.9)
+    data_sparsities: tuple[float, ...] = (0.3, 0.5, 0.7)
+    seeds: tuple[int, ...] = (0,)
+
+    @field_validator("model_sparsities", "data_sparsities")
+    @classmethod
+    def _fractions(cls, values: tuple[float, ...]) -> tuple[float, ...]:
+        bad = [v for v in values if not 0 <= v < 1]
+        if bad:
+            raise ValueError(f"sparsities {bad} are outside [0, 1)")
+        return values
+
+
+class CompareConfig(_Section):
+    """Methods × seeds × budgets of the comparison (the paper's main table)."""
+
+    methods: tuple[str, ...] = (
+        "dense", "imp", "random_pruning", "jmds_model_only", "forgetting", "el2n", "grand",
+        "random_data", "jmds_data_only", "phased", "jmds", "jmds_diag",
+    )
+    seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
+    budgets: tuple[tuple[float, float], ...] = Field(((0.8, 0.5), (0.9, 0.7)), min_length=1)
+    el2n_models: int = Field(2, ge=1)
+    el2n_epoch_fraction: float = Field(0.1, gt=0, le=1)
+    grid: GridConfig = Field(default_factory=GridConfig)
+
+    @field_validator("methods")
+    @classmethod
+    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
+        from jmds_pipeline.comparison.methods import METHODS
+
+        unknown = [m for m in methods if m not in METHODS]
+        if unknown:
+            raise ValueError(f"unknown methods {unknown}; accepted: {sorted(METHODS)}")
+        return methods
+
+    @field_validator("budgets")
+    @classmethod
+    def _fractions(cls, budgets: tuple[tuple[float, float], ...]) -> tuple:
+        bad = [b for b in budgets if not all(0 <= v < 1 for v in b)]
+        if bad:
+            raise ValueError(f"budgets {bad} have a sparsity outside [0, 1)")
+        return budgets
+
+
 class RunConfig(_Section):
     dataset: str
     model: str
@@ -104,6 +152,7 @@ class RunConfig(_Section):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     rewind_epoch: int = Field(1, ge=0)
     jmds: JMDSConfig = Field(default_factory=JMDSConfig)
+    compare: CompareConfig = Field(default_factory=CompareConfig)
 
     @field_validator("dataset")
     @classmethod

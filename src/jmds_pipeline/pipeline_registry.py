@@ -9,6 +9,7 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
+from jmds_pipeline.pipelines.compare import pipeline as compare
 from jmds_pipeline.pipelines.data_loading import pipeline as data_loading
 from jmds_pipeline.pipelines.evaluation import pipeline as evaluation
 from jmds_pipeline.pipelines.jmds import pipeline as jmds
@@ -44,5 +45,6 @@ def register_pipelines() -> dict[str, Pipeline]:
         "jmds": rounds_pipeline,
         "evaluation": evaluate,
         "dense": loading + dense + evaluation.create_pipeline(),
+        "compare": loading + compare.create_pipeline(),
         "__default__": loading + dense + rounds_pipeline + evaluate,
     }

@@ -92,3 +92,38 @@ def jmds_report(
             "",
         ]
     )
+
+
+def comparison_markdown(
+    dataset: str, model: str, table: pd.DataFrame, differences: Sequence[Mapping[str, object]]
+) -> str:
+    """The paper-style table (mean ± std over seeds) and the JMDS − phased test."""
+    header = ["method", "model sparsity", "data sparsity", "test acc (mean ± std)",
+              "train time ×dense", "total time ×dense", "inference FLOPs ×dense",
+              "training FLOPs", "log evidence", "seeds"]
+    rows = [
+        [
+            row["method"],
+            f"{row['model_sparsity_mean']:.2f}",
+            f"{row['data_sparsity_mean']:.2f}",
+            f"{row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f}",
+            f"{row['time_vs_dense_mean']:.2f}",
+            f"{row['total_vs_dense_mean']:.2f}",
+            f"{row['inference_flops_vs_dense_mean']:.3f}",
+            f"{row['training_flops_mean']:.3e}",
+            f"{row['log_evidence_mean']:.1f}",
+            str(int(row["seeds"])),
+        ]
+        for _, row in table.iterrows()
+    ]
+    lines = [f"# {dataset} / {model}: methods compared", "", markdown_table(header, rows)]
+    lines.append("## JMDS − phased (test accuracy, paired by seed, 95 % t interval)\n")
+    for d in differences:
+        verdict = ("JMDS better" if d["ci_low"] > 0 else "phased better" if d["ci_high"] < 0
+                   else "no significant difference")
+        lines.append(
+            f"- budget ({d['target_model_sparsity']:.0%} model, "
+            f"{d['target_data_sparsity']:.0%} data): {d['mean_difference']:+.4f} "
+            f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['seeds']} seeds — {verdict}"
+        )
+    return "\n".join(lines) + "\n"

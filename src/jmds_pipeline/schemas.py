@@ -74,6 +74,8 @@ class ComparisonSchema(_Strict):
     test_loss: Series[float] = pa.Field(ge=0)
     train_seconds: Series[float] = pa.Field(ge=0)
     time_vs_dense: Series[float] = pa.Field(ge=0)
+    total_vs_dense: Series[float] = pa.Field(ge=0)
     inference_flops_vs_dense: Series[float] = pa.Field(ge=0, le=1)
     training_flops: Series[float] = pa.Field(ge=0)
     log_evidence: Series[float] = pa.Field(nullable=True)
+    test_perplexity: Series[float] | None = pa.Field(nullable=True, ge=1)

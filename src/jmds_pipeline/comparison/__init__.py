@@ -1,0 +1,1 @@
+"""The comparison of JMDS with dense, model-only, data-only and phased baselines."""

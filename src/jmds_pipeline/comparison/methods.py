@@ -1,0 +1,348 @@
+"""Every method of the comparison, with one training recipe and the same budgets.
+
+Each method turns (dense run of a seed, budget) into one result row. The dense run of a
+seed is shared: its final weights start IMP and JMDS, its rewind point is where every
+retrain starts, and the forgetting events it records are the forgetting baseline's
+scores (Toneva et al. 2019 count them during ordinary training).
+
+Budgets are (ρ_m, ρ_s). Model-only methods prune weights to ρ_m and keep all data;
+data-only methods keep all weights and drop ρ_s of the data; joint methods do both.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import nn
+
+from jmds_pipeline.baselines.el2n import el2n_scores, grand_scores
+from jmds_pipeline.baselines.forgetting import ForgettingTracker
+from jmds_pipeline.baselines.random_baselines import random_sample_scores, random_weight_scores
+from jmds_pipeline.config import JMDSConfig, RunConfig
+from jmds_pipeline.data.types import DatasetMeta, Split
+from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
+from jmds_pipeline.models import build_model, prunable_parameter_names
+from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
+from jmds_pipeline.sparsity.sample_selection import select_samples
+from jmds_pipeline.sparsity.weight_selection import magnitude_scores, prune_to_target
+from jmds_pipeline.training.loop import cpu_state, train_model
+from jmds_pipeline.training.metrics import run_metrics
+
+Masks = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class Budget:
+    model_sparsity: float
+    data_sparsity: float
+
+
+@dataclass
+class DenseRun:
+    seed: int
+    state: dict[str, torch.Tensor]
+    rewind_state: dict[str, torch.Tensor]
+    forgetting: torch.Tensor  # forgetting events per training row
+    seconds: float
+    samples_seen: int
+
+
+@dataclass
+class Context:
+    """Everything a method needs besides the seed's dense run and the budget."""
+
+    config: RunConfig
+    meta: DatasetMeta
+    train: Split
+    val: Split
+    test: Split
+    device: str = "cpu"
+    el2n_models: int = 2  # Paul et al. average over 10 runs; 2 keeps the benchmark in budget
+    el2n_epoch_fraction: float = 0.1  # they score at epoch 20 of 200
+
+    def for_seed(self, seed: int) -> RunConfig:
+        return self.config.model_copy(update={"seed": seed})
+
+    def build(self, seed: int, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
+        torch.manual_seed(seed)
+        model = build_model(self.config.model, self.meta, self.config.model_options)
+        if state is not None:
+            model.load_state_dict(state)
+        return model
+
+    def prunable(self, model: nn.Module) -> list[str]:
+        jmds = self.config.jmds
+        return prunable_parameter_names(model, include_output_layer=jmds.include_output_layer,
+                                        include_embeddings=jmds.include_embeddings)
+
+    def full_masks(self, model: nn.Module) -> Masks:
+        params = dict(model.named_parameters())
+        return {name: torch.ones_like(params[name], dtype=torch.bool)
+                for name in self.prunable(model)}
+
+    def evidence_config(self, seed: int, structure: str | None = None) -> EvidenceConfig:
+        settings = self.config.jmds.evidence.model_dump()
+        if structure is not None:
+            settings["structure"] = structure
+        likelihood = ("language_modeling" if self.meta.task == "language_modeling"
+                      else "classification")
+        return EvidenceConfig(likelihood=likelihood, seed=seed, **settings)
+
+
+def dense_run(context: Context, seed: int) -> DenseRun:
+    """Dense training of one seed, recording forgetting events along the way."""
+    config = context.for_seed(seed)
+    model = context.build(seed)
+    tracker = ForgettingTracker(context.train["id"])
+    outcome = train_model(model, context.train, config.training, device=context.device,
+                          seed=seed, rewind_epoch=config.rewind_epoch,
+                          on_batch=tracker.callback(), description=f"dense seed {seed}")
+    assert outcome.rewind_state is not None
+    return DenseRun(seed, cpu_state(model), outcome.rewind_state, tracker.scores(),
+                    outcome.seconds, outcome.samples_seen)
+
+
+def _retrain_and_measure(
+    context: Context, dense: DenseRun, masks: Masks | None, kept: torch.Tensor | None,
+    extra_seconds: float, method: str, budget: Budget,
+    on_batch: Callable | None = None,
+) -> tuple[dict[str, Any], nn.Module]:
+    """Final retrain from the rewind point on (m, s), then the row of metrics."""
+    config = context.for_seed(dense.seed)
+    model = context.build(dense.seed, dense.rewind_state)
+    outcome = train_model(model, context.train, config.training, device=context.device,
+                          seed=dense.seed, masks=masks, kept=kept, on_batch=on_batch,
+                          description=method)
+    kept_fraction = 1.0 if kept is None else float(kept.float().mean())
+    metrics = run_metrics(
+        model, context.test, context.meta, masks=masks, kept_fraction=kept_fraction,
+        train_seconds=outcome.seconds, samples_seen=outcome.samples_seen,
+        dense_train_seconds=dense.seconds, device=context.device,
+        batch_size=config.training.eval_batch_size,
+    )
+    weights = kept_weights(torch.ones_like(context.train["id"], dtype=torch.bool)
+                           if kept is None else kept, context.config.jmds.rescale_kept)
+    evidence = estimate_evidence(
+        model, context.train["x"], context.train["y"], sample_weights=weights, masks=masks,
+        config=context.evidence_config(dense.seed), device=context.device,
+        score_samples=False, score_weights=False,
+    )
+    row = {
+        "method": method,
+        "seed": dense.seed,
+        "target_model_sparsity": budget.model_sparsity,
+        "target_data_sparsity": budget.data_sparsity,
+        "model_sparsity": metrics["model_sparsity"],
+        "data_sparsity": metrics["data_sparsity"],
+        "test_accuracy": metrics["test_accuracy"],
+        "test_loss": metrics["test_loss"],
+        "train_seconds": metrics["train_seconds"],
+        "time_vs_dense": metrics["time_vs_dense"],
+        # Everything the method costs, dense pretraining included.
+        "total_vs_dense": (dense.seconds + extra_seconds + outcome.seconds) / dense.seconds,
+        "inference_flops_vs_dense": metrics["inference_flops_vs_dense"],
+        "training_flops": metrics["training_flops"],
+        "log_evidence": evidence.log_evidence,
+    }
+    if "test_perplexity" in metrics:
+        row["test_perplexity"] = metrics["test_perplexity"]
+    return row, model
+
+
+def _select(context: Context, scores: torch.Tensor, sparsity: float, *, keep: str,
+            mode: str) -> torch.Tensor:
+    everything = torch.ones_like(context.train["id"], dtype=torch.bool)
+    return select_samples(scores, context.train["y"], everything, sparsity, mode=mode,
+                          keep=keep)
+
+
+# --- model-only -----------------------------------------------------------------------
+
+
+def _imp_masks(context: Context, dense: DenseRun, sparsity: float) -> tuple[Masks, float]:
+    """IMP (Frankle et al. 2019/2020): R equal-ratio rounds of global magnitude pruning,
+    each retraining from the rewind point."""
+    config = context.for_seed(dense.seed)
+    jmds = config.jmds.model_copy(update={"target_model_sparsity": sparsity,
+                                          "prune_data": False, "schedule": "geometric"})
+    model = context.build(dense.seed, dense.state)
+
+    def magnitude(model: nn.Module, masks: Masks, kept: torch.Tensor) -> RoundScores:
+        return RoundScores(weight_scores=magnitude_scores(model, masks))
+
+    outcome = run_rounds(lambda state: context.build(dense.seed, state), dense.state,
+                         dense.rewind_state, context.train, context.val, config, jmds,
+                         context.full_masks(model), magnitude, task=context.meta.task,
+                         device=context.device)
+    return outcome.masks, outcome.seconds
+
+
+def run_imp(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    masks, seconds = _imp_masks(context, dense, budget.model_sparsity)
+    return _retrain_and_measure(context, dense, masks, None, seconds, "imp", budget)[0]
+
+
+def run_random_pruning(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    model = context.build(dense.seed, dense.state)
+    masks = context.full_masks(model)
+    generator = torch.Generator().manual_seed(dense.seed)
+    masks = prune_to_target(random_weight_scores(masks, generator), masks,
+                            budget.model_sparsity, scope="global")
+    return _retrain_and_measure(context, dense, masks, None, 0.0, "random_pruning", budget)[0]
+
+
+# --- data-only --------------------------------------------------------------------------
+
+
+def run_forgetting(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    """Keep the most-forgotten samples (drop the unforgettable ones), as Toneva et al."""
+    kept = _select(context, dense.forgetting.double(), budget.data_sparsity, keep="high",
+                   mode="topk")
+    return _retrain_and_measure(context, dense, None, kept, 0.0, "forgetting", budget)[0]
+
+
+def _early_models(context: Context, dense: DenseRun) -> tuple[list[nn.Module], float]:
+    """Models trained for a fraction of the schedule from independent inits (Paul et al.)."""
+    config = context.for_seed(dense.seed)
+    epochs = max(1, round(config.training.epochs * context.el2n_epoch_fraction))
+    started = time.perf_counter()
+    models = []
+    for offset in range(context.el2n_models):
+        seed = 1000 * (dense.seed + 1) + offset
+        model = context.build(seed)
+        train_model(model, context.train, config.training, device=context.device, seed=seed,
+                    epochs=epochs, description="el2n")
+        models.append(model)
+    return models, time.perf_counter() - started
+
+
+def run_el2n(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    models, seconds = _early_models(context, dense)
+    scores = el2n_scores(models, context.train["x"], context.train["y"], device=context.device)
+    kept = _select(context, scores, budget.data_sparsity, keep="high", mode="topk")
+    return _retrain_and_measure(context, dense, None, kept, seconds, "el2n", budget)[0]
+
+
+def run_grand(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    models, seconds = _early_models(context, dense)
+    started = time.perf_counter()
+    scores = grand_scores(models, context.train["x"], context.train["y"], device=context.device)
+    seconds += time.perf_counter() - started
+    kept = _select(context, scores, budget.data_sparsity, keep="high", mode="topk")
+    return _retrain_and_measure(context, dense, None, kept, seconds, "grand", budget)[0]
+
+
+def run_random_data(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    generator = torch.Generator().manual_seed(dense.seed)
+    scores = random_sample_scores(context.train["id"].numel(), generator)
+    kept = _select(context, scores, budget.data_sparsity, keep="high", mode="topk")
+    return _retrain_and_measure(context, dense, None, kept, 0.0, "random_data", budget)[0]
+
+
+# --- joint --------------------------------------------------------------------------------
+
+
+def run_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    """IMP to ρ_m, then forgetting scores of the pruned network (counted while it
+    retrains on all data), then retrain on (m_IMP, s_forgetting)."""
+    masks, seconds = _imp_masks(context, dense, budget.model_sparsity)
+    tracker = ForgettingTracker(context.train["id"])
+    imp_row, _ = _retrain_and_measure(context, dense, masks, None, seconds, "imp",
+                                      budget, on_batch=tracker.callback())
+    kept = _select(context, tracker.scores().double(), budget.data_sparsity, keep="high",
+                   mode="topk")
+    spent = seconds + imp_row["train_seconds"]
+    return _retrain_and_measure(context, dense, masks, kept, spent, "phased", budget)[0]
+
+
+def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
+          jmds: JMDSConfig, structure: str | None = None) -> dict[str, Any]:
+    config = context.for_seed(dense.seed)
+    evidence_config = context.evidence_config(dense.seed, structure)
+
+    def evidence(model: nn.Module, masks: Masks, kept: torch.Tensor) -> RoundScores:
+        result = estimate_evidence(
+            model, context.train["x"], context.train["y"],
+            sample_weights=kept_weights(kept, jmds.rescale_kept), masks=masks,
+            prunable=list(masks), config=evidence_config, device=context.device,
+            score_samples=jmds.prune_data, score_weights=jmds.prune_model,
+        )
+        return RoundScores(
+            weight_scores=dict(result.weight_scores) if jmds.prune_model else None,
+            sample_scores=result.sample_contribution if jmds.prune_data else None,
+            log_evidence=result.log_evidence,
+        )
+
+    model = context.build(dense.seed, dense.state)
+    outcome = run_rounds(lambda state: context.build(dense.seed, state), dense.state,
+                         dense.rewind_state, context.train, context.val, config, jmds,
+                         context.full_masks(model), evidence, task=context.meta.task,
+                         device=context.device)
+    kept = outcome.kept if jmds.prune_data else None
+    return _retrain_and_measure(context, dense, outcome.masks, kept, outcome.seconds,
+                                method, budget)[0]
+
+
+def _jmds_config(context: Context, budget: Budget, **changes: Any) -> JMDSConfig:
+    return context.config.jmds.model_copy(update={
+        "target_model_sparsity": budget.model_sparsity,
+        "target_data_sparsity": budget.data_sparsity, "mode": "target", **changes})
+
+
+def run_jmds(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    return _jmds(context, dense, budget, "jmds", _jmds_config(context, budget))
+
+
+def run_jmds_model_only(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    return _jmds(context, dense, budget, "jmds_model_only",
+                 _jmds_config(context, budget, prune_data=False))
+
+
+def run_jmds_data_only(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    return _jmds(context, dense, budget, "jmds_data_only",
+                 _jmds_config(context, budget, prune_model=False))
+
+
+def run_jmds_diag(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    return _jmds(context, dense, budget, "jmds_diag", _jmds_config(context, budget),
+                 structure="diag")
+
+
+def run_dense(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    """The dense model itself (its retrain from the rewind point is the dense run)."""
+    return _retrain_and_measure(context, dense, None, None, 0.0, "dense", budget)[0]
+
+
+Method = Callable[[Context, DenseRun, Budget], dict[str, Any]]
+
+METHODS: dict[str, tuple[Method, str]] = {
+    # name: (runner, which sparsities it uses: model, data or joint)
+    "dense": (run_dense, "none"),
+    "imp": (run_imp, "model"),
+    "random_pruning": (run_random_pruning, "model"),
+    "jmds_model_only": (run_jmds_model_only, "model"),
+    "forgetting": (run_forgetting, "data"),
+    "el2n": (run_el2n, "data"),
+    "grand": (run_grand, "data"),
+    "random_data": (run_random_data, "data"),
+    "jmds_data_only": (run_jmds_data_only, "data"),
+    "phased": (run_phased, "joint"),
+    "jmds": (run_jmds, "joint"),
+    "jmds_diag": (run_jmds_diag, "joint"),
+}
+
+
+def effective_budget(method: str, budget: Budget) -> Budget:
+    """The part of the budget a method uses: model-only methods keep all data, etc."""
+    kind = METHODS[method][1]
+    if kind == "none":
+        return Budget(0.0, 0.0)
+    if kind == "model":
+        return replace(budget, data_sparsity=0.0)
+    if kind == "data":
+        return replace(budget, model_sparsity=0.0)
+    return budget

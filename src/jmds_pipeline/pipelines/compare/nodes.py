@@ -1,0 +1,117 @@
+"""Nodes of the comparison: dense runs per seed, one node per method, then the tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import matplotlib.pyplot as plt
+import pandas as pd
+from matplotlib.figure import Figure
+
+from jmds_pipeline.comparison.methods import Budget, Context, DenseRun, dense_run, run_jmds
+from jmds_pipeline.comparison.runner import run_method
+from jmds_pipeline.comparison.stats import paired_difference, summary_table
+from jmds_pipeline.data.types import DatasetMeta, Split
+from jmds_pipeline.reporting import comparison_markdown
+from jmds_pipeline.runtime import run_config_of
+
+
+def _context(train: Split, val: Split, test: Split, dataset_meta: dict[str, Any],
+             parameters: dict[str, Any]) -> Context:
+    config = run_config_of(parameters)
+    return Context(config, DatasetMeta.from_dict(dataset_meta), train, val, test,
+                   device=config.resolved_device(), el2n_models=config.compare.el2n_models,
+                   el2n_epoch_fraction=config.compare.el2n_epoch_fraction)
+
+
+def _budgets(parameters: dict[str, Any]) -> list[Budget]:
+    return [Budget(*pair) for pair in run_config_of(parameters).compare.budgets]
+
+
+def dense_runs(train: Split, val: Split, test: Split, dataset_meta: dict[str, Any],
+               parameters: dict[str, Any]) -> list[DenseRun]:
+    context = _context(train, val, test, dataset_meta, parameters)
+    return [dense_run(context, seed) for seed in context.config.compare.seeds]
+
+
+def compare_method(method: str):  # type: ignore[no-untyped-def]
+    """A node function running ``method`` (empty table if it is not selected)."""
+
+    def run(runs: list[DenseRun], train: Split, val: Split, test: Split,
+            dataset_meta: dict[str, Any], parameters: dict[str, Any]) -> pd.DataFrame:
+        context = _context(train, val, test, dataset_meta, parameters)
+        if method not in context.config.compare.methods:
+            return pd.DataFrame()
+        progress = context.config.training.progress
+        return run_method(context, method, _budgets(parameters), runs, progress=progress)
+
+    run.__name__ = f"compare_{method}"
+    return run
+
+
+def summarise(parameters: dict[str, Any], *tables: pd.DataFrame) -> tuple[
+    pd.DataFrame, pd.DataFrame, str, dict[str, Any], Figure, Figure
+]:
+    """All rows, the mean ± std table, Markdown, JSON with paired differences, plots."""
+    config = run_config_of(parameters)
+    results = pd.concat([t for t in tables if len(t)], ignore_index=True)
+    table = summary_table(results)
+    differences = paired_difference(results, "jmds", "phased")
+    markdown = comparison_markdown(config.dataset, config.model, table, differences)
+    payload = {
+        "dataset": config.dataset,
+        "model": config.model,
+        "seeds": list(config.compare.seeds),
+        "epochs": config.training.epochs,
+        "rounds": config.jmds.rounds,
+        "round_epochs": config.jmds.round_epochs,
+        "rows": results.to_dict(orient="records"),
+        "jmds_minus_phased": differences,
+    }
+    return (results, table, markdown, payload,
+            _scatter(table, "inference_flops_vs_dense_mean", "inference FLOPs × dense"),
+            _scatter(table, "total_vs_dense_mean", "total training time × dense"))
+
+
+def _scatter(table: pd.DataFrame, x: str, label: str) -> Figure:
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    for _, row in table.iterrows():
+        axis.errorbar(row[x], row["test_accuracy_mean"], yerr=row["test_accuracy_std"],
+                      fmt="o", capsize=3)
+        axis.annotate(f"{row['method']} ({row['target_model_sparsity']:.0%}/"
+                      f"{row['target_data_sparsity']:.0%})", (row[x], row["test_accuracy_mean"]),
+                      fontsize=7, xytext=(3, 3), textcoords="offset points")
+    axis.set(xlabel=label, ylabel="test accuracy (mean ± std over seeds)")
+    axis.grid(alpha=0.3)
+    figure.tight_layout()
+    return figure
+
+
+def jmds_grid(runs: list[DenseRun], train: Split, val: Split, test: Split,
+              dataset_meta: dict[str, Any], parameters: dict[str, Any]) -> tuple[
+    pd.DataFrame, Figure
+]:
+    """JMDS test accuracy over a model-sparsity × data-sparsity grid."""
+    context = _context(train, val, test, dataset_meta, parameters)
+    grid = context.config.compare.grid
+    rows = [
+        run_jmds(context, dense, Budget(model, data))
+        for dense in runs if dense.seed in grid.seeds
+        for model in grid.model_sparsities for data in grid.data_sparsities
+    ]
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame, plt.figure()
+    means = frame.pivot_table(index="target_model_sparsity", columns="target_data_sparsity",
+                              values="test_accuracy", aggfunc="mean")
+    figure, axis = plt.subplots(figsize=(5.5, 4.5))
+    image = axis.imshow(means.to_numpy(), cmap="viridis", origin="lower")
+    axis.set_xticks(range(means.shape[1]), [f"{v:.0%}" for v in means.columns])
+    axis.set_yticks(range(means.shape[0]), [f"{v:.0%}" for v in means.index])
+    for i in range(means.shape[0]):
+        for j in range(means.shape[1]):
+            axis.text(j, i, f"{means.iat[i, j]:.3f}", ha="center", va="center", color="w")
+    axis.set(xlabel="data sparsity", ylabel="model sparsity", title="JMDS test accuracy")
+    figure.colorbar(image, ax=axis)
+    figure.tight_layout()
+    return frame, figure
