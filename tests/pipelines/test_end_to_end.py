@@ -10,10 +10,11 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from jmds_pipeline.sparsity.schedules import round_targets
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 from safetensors.torch import load_file
+
+from jmds_pipeline.sparsity.schedules import round_targets
 
 REPO = Path(__file__).resolve().parents[2]
 TARGETS = (0.6, 0.4)
@@ -22,6 +23,7 @@ TARGETS = (0.6, 0.4)
 def _project_copy(tmp_path: Path, rounds: int) -> Path:
     shutil.copytree(REPO / "conf", tmp_path / "conf")
     shutil.copy(REPO / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "src").mkdir()  # the package itself is installed (editable)
     jmds_file = tmp_path / "conf" / "base" / "parameters_jmds.yml"
     parameters = yaml.safe_load(jmds_file.read_text())
     parameters["jmds"]["rounds"] = rounds
@@ -29,7 +31,7 @@ def _project_copy(tmp_path: Path, rounds: int) -> Path:
     return tmp_path
 
 
-def _run(project: Path, runtime_params: dict, **run_args) -> None:
+def _run(project: Path, runtime_params: dict, **run_args: object) -> None:
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=runtime_params) as session:
         session.run(**run_args)
@@ -105,3 +107,34 @@ def test_a_rounds_mismatch_stops_before_any_node(tmp_path: Path, monkeypatch):
     with pytest.raises(Exception, match=r"jmds\.rounds = 5 but the pipeline was built with 2"):
         _run(project, {"dataset": "digits", "jmds": {"rounds": 5}})
     assert not (project / "data").exists()
+
+
+@pytest.mark.slow
+def test_compare_pipeline_writes_a_validated_table_with_every_selected_method(
+    tmp_path: Path, monkeypatch
+):
+    project = _project_copy(tmp_path, rounds=2)
+    monkeypatch.chdir(project)
+    methods = ["dense", "imp", "forgetting", "random_data", "phased", "jmds"]
+    _run(project, {
+        "dataset": "digits",
+        "training": {"epochs": 2, "progress": False},
+        "jmds": {"rounds": 2, "round_epochs": 1,
+                 "evidence": {"subsample_size": 128, "fisher": "mc"}},
+        "compare": {"methods": methods, "seeds": [0, 1], "budgets": [[0.5, 0.3]],
+                    "grid": {"seeds": []}},
+    }, pipeline_names=["compare"])
+    out = project / "data" / "08_reporting" / "digits" / "compare"
+    results = pd.read_parquet(out / "results.parquet")
+    assert sorted(results["method"].unique()) == sorted(methods)
+    assert (results.groupby("method")["seed"].nunique() == 2).all()
+    by_method = results.groupby("method").first()
+    assert by_method.loc["imp", "model_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert by_method.loc["imp", "data_sparsity"] == 0.0
+    assert by_method.loc["forgetting", "data_sparsity"] == pytest.approx(0.3, abs=1e-3)
+    assert by_method.loc["jmds", "model_sparsity"] == pytest.approx(0.5, abs=1e-3)
+    assert by_method.loc["jmds", "data_sparsity"] == pytest.approx(0.3, abs=1e-3)
+    summary = json.loads((out / "summary.json").read_text())
+    (difference,) = summary["jmds_minus_phased"]
+    assert difference["seeds"] == 2 and len(difference["per_seed"]) == 2
+    assert "| jmds |" in (out / "table.md").read_text()

@@ -101,8 +101,8 @@ def _sweep(
 ) -> None:
     """One pass: forward with capture, then one backward per Λ-vector; calls the consumers.
 
-    on_forward(h, a, w, r_total, sl); on_kron(h, a, g, w, sl); on_diag(name, psi, w, sl) with
-    sl the slice of the batch; w the per-sample weight (× ω_k in the backward consumers).
+    on_forward(h, a, w, r_total); on_kron(h, a, [(g_k, w·ω_k)], idx); on_diag(name, psi, w·ω_k,
+    idx), with idx the dataset indices of the chunk and w the per-sample weights.
     """
     bsz = [0]
     kron = [h for h in handlers if h.kron]
@@ -133,19 +133,26 @@ def _sweep(
                         for s in range(0, b, c):
                             on_forward(h, h.kron_inputs(inp[s : s + c]), w[s : s + c], r_total)
             outs = [o for h in handlers for _, o in h.calls]
+            # all backward vectors first, so each layer's inputs are unfolded (and, for the
+            # leverage, rotated) once per batch rather than once per vector
+            per_vector = []
             for v, omega in backward_vectors(logits, yb, st.cfg, st.gen):
                 grads = torch.autograd.grad(logits, outs, v, retain_graph=True, allow_unused=True)
                 it = iter(grads)
-                gmap = {id(h): [next(it) for _ in h.calls] for h in handlers}
+                per_vector.append(({id(h): [next(it) for _ in h.calls] for h in handlers}, omega))
+            for h in kron:
+                for ci, (inp, _) in enumerate(h.calls):
+                    gl = [(gm[id(h)][ci], om) for gm, om in per_vector]
+                    gl = [(g, om) for g, om in gl if g is not None]
+                    if not gl:
+                        continue
+                    c = _chunk(h, h.kron_grads(gl[0][0][:1]).shape[1], lim)
+                    for s in range(0, b, c):
+                        sl = slice(s, s + c)
+                        gs = [(h.kron_grads(g[sl]), w[sl] * om) for g, om in gl]
+                        on_kron(h, h.kron_inputs(inp[sl]), gs, bi[sl])
+            for gmap, omega in per_vector:
                 wk = w * omega
-                for h in kron:
-                    for (inp, _), g in zip(h.calls, gmap[id(h)], strict=False):
-                        if g is None:
-                            continue
-                        c = _chunk(h, h.kron_grads(g[:1]).shape[1], lim)
-                        for s in range(0, b, c):
-                            sl = slice(s, s + c)
-                            on_kron(h, h.kron_inputs(inp[sl]), h.kron_grads(g[sl]), wk[sl], bi[sl])
                 _diag_psi(
                     diag,
                     gmap,
@@ -154,6 +161,7 @@ def _sweep(
                     lim,
                     lambda n, p, sl, wk=wk, bi=bi: on_diag(n, p, wk[sl], bi[sl]),
                 )
+            del per_vector
             del logits, outs
             for h in handlers:
                 h.calls.clear()
@@ -214,6 +222,8 @@ def estimate_evidence(
     peak memory), ``scores`` for Δ_j and ``subsample`` for the NTK subsample. Sample terms:
     c_i = −ℓ_i − ½ tr(P⁻¹H_i) = ∂ log Z/∂s_i, for every sample (weight 0 too). For masked
     K-FAC layers tr(P⁻¹H_i) uses (P⁻¹)_SS for (P_S)⁻¹ (an upper bound); diag and full are exact.
+    With ``score_samples=False`` only ℓ_i of samples with s_i > 0 are computed; the other
+    sample tensors are NaN. The prior α is a function of the data and the mask only.
     """
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -347,8 +357,9 @@ def _curvature(
     def on_forward(h, a, w, r_total):
         kron[id(h)].accumulate_a(a * math.sqrt(a.shape[1] / r_total), w)
 
-    def on_kron(h, a, g, w, bi):
-        kron[id(h)].accumulate_g(g, w)
+    def on_kron(h, a, gs, bi):
+        for g, w in gs:
+            kron[id(h)].accumulate_g(g, w)
 
     def on_diag(name, psi, w, bi):
         diag[name].accumulate(psi, w)
@@ -369,10 +380,10 @@ def _sample_pass(st, handlers, blocks, alpha, idx, loss, lev) -> None:
     def on_logits(bi, logits, yb):
         loss[bi] = per_sample_nll(logits, yb, st.cfg).double().cpu()
 
-    def on_kron(h, a, g, w, bi):
+    def on_kron(h, a, gs, bi):
         b = kron[id(h)]
         c = max(1, lim // (h.d_in * h.d_out))
-        lev[bi] += (w * b.leverage(a, g, a_of[id(b)], c)).double().cpu()
+        lev[bi] += b.leverage(a, gs, a_of[id(b)], c).double().cpu()
 
     def on_diag(name, psi, w, bi):
         b = diag[name]

@@ -100,35 +100,46 @@ class KronBlock:
         schur = full + torch.log(self.diag_inv(alpha)[removed]).sum()
         return torch.minimum(direct, schur)
 
-    def leverage(self, a: Tensor, g: Tensor, alpha: float, chunk: int) -> Tensor:
-        """ψ_iᵀ P⁻¹ ψ_i for ψ_i = Σ_r g_ir a_irᵀ (masked entries zeroed), shape (b,).
+    def leverage(
+        self, a: Tensor, gs: list[tuple[Tensor, Tensor]], alpha: float, chunk: int
+    ) -> Tensor:
+        """Σ_k w_k ψ_ikᵀ P⁻¹ ψ_ik for ψ_ik = Σ_r g_irk a_irᵀ (masked entries zeroed), shape (b,).
 
-        R = 1 and no mask: rank-one, Σ_qp (Uᵀg)_q² (Vᵀa)_p² W_qp. Otherwise per-sample matrices
-        in chunks, rotating positions first or the summed gradient, whichever is cheaper.
+        ``gs``: (g_k, w_k) per backward vector, g_k (b, R, d_out), w_k (b,). The rotation
+        Vᵀa (R·d_in² per sample, the dominant cost when d_in ≫ d_out) is shared by all k.
+        R = 1 and no mask: rank-one, Σ_qp (Uᵀg)_q² (Vᵀa)_p² W_qp. Otherwise per-sample
+        matrices in chunks, rotating positions first or the summed gradient, whichever is
+        cheaper.
         """
         dt = a.dtype
         w = (1.0 / (self.eig_outer() + alpha)).to(dt)
         U, V = self.U.to(dt), self.V.to(dt)
         b, r, d_in = a.shape
-        d_out = g.shape[-1]
+        d_out = w.shape[0]
+        k = len(gs)
+        out = a.new_zeros(b)
         if self.mask is None and r == 1:
-            at, gt = a[:, 0] @ V, g[:, 0] @ U
-            return ((gt * gt) @ w * (at * at)).sum(-1)
-        rotate_first = self.mask is None and r * (d_in * d_in + d_out * d_out) < d_out * d_in * (
-            d_in + d_out
-        )
+            at2 = (a[:, 0] @ V).pow(2)
+            for g, wk in gs:
+                gt = g[:, 0] @ U
+                out += wk * ((gt * gt) @ w * at2).sum(-1)
+            return out
+        cost_rotate = r * d_in * d_in + k * r * (d_out * d_out + d_in * d_out)
+        cost_matrix = k * (r * d_in * d_out + d_out * d_in * (d_in + d_out))
+        rotate_first = self.mask is None and cost_rotate < cost_matrix
         m = None if self.mask is None else self.mask.to(device=a.device, dtype=dt)
-        out = a.new_empty(b)
         for s in range(0, b, chunk):
-            ac, gc = a[s : s + chunk], g[s : s + chunk]
-            if rotate_first:
-                pt = torch.einsum("bro,bri->boi", gc @ U, ac @ V)
-            else:
-                psi = torch.einsum("bro,bri->boi", gc, ac)
-                if m is not None:
-                    psi = psi * m
-                pt = U.t() @ psi @ V
-            out[s : s + chunk] = (pt * pt * w).sum((1, 2))
+            sl = slice(s, s + chunk)
+            ac = a[sl] @ V if rotate_first else a[sl]
+            for g, wk in gs:
+                if rotate_first:
+                    pt = torch.einsum("bro,bri->boi", g[sl] @ U, ac)
+                else:
+                    psi = torch.einsum("bro,bri->boi", g[sl], ac)
+                    if m is not None:
+                        psi = psi * m
+                    pt = U.t() @ psi @ V
+                out[sl] += wk[sl] * (pt * pt * w).sum((1, 2))
         return out
 
 
