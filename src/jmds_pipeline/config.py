@@ -61,8 +61,8 @@ class EvidenceSettings(_Section):
     class_balanced: bool = True
     prior_precision: float | None = Field(None, gt=0)  # None: maximise the evidence
     prior_mode: Literal["scalar", "layerwise"] = "scalar"
-    weight_score: Literal["obs", "diag", "first_order"] = "obs"
-    fisher: Literal["exact", "mc"] = "exact"
+    weight_score: Literal["obs", "diag", "first_order"] = "diag"
+    fisher: Literal["exact", "mc"] = "mc"
     batch_size: int = Field(256, ge=1)
 
 
@@ -78,14 +78,14 @@ class JMDSConfig(_Section):
     lambda_data: float = Field(0.0, ge=0)  # λ2, penalty mode
     max_model_sparsity: float = Field(0.99, ge=0, lt=1)  # penalty-mode safety caps
     max_data_sparsity: float = Field(0.95, ge=0, lt=1)
-    round_epochs: int = Field(10, ge=1)
+    round_epochs: int = Field(30, ge=1)
     rewind: bool = True  # each round trains from the rewind point (else continues)
     final_epochs: int | None = Field(None, ge=1)  # None: training.epochs
     weight_scope: Literal["global", "layerwise"] = "global"
     include_output_layer: bool = False
     include_embeddings: bool = False
     sample_selection: Literal["class_balanced", "topk", "stratified"] = "class_balanced"
-    keep: Literal["high", "low"] = "high"  # keep high-contribution (easy) samples
+    keep: Literal["high", "low"] = "low"  # keep low-contribution (hard) samples
     rescale_kept: bool = True  # weight the K kept samples by N/K inside the evidence
     prune_model: bool = True  # ablations: model-only / data-only
     prune_data: bool = True

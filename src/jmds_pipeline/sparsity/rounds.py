@@ -100,7 +100,8 @@ def run_rounds(
     task: str,
     device: str = "cpu",
 ) -> RoundsOutcome:
-    """R rounds of score → update (m, s) → retrain from the rewind point.
+    """R rounds of score → update (m, s) → retrain (from the rewind point, or continued
+    from the scored model when ``jmds.rewind`` is false).
 
     ``build(state)`` returns the model with ``state`` loaded. Round 1 scores the model
     in ``trained_state`` (the dense run); the last round's (m, s) are returned without
@@ -112,7 +113,8 @@ def run_rounds(
     trace = []
     for round_index in range(1, jmds.rounds + 1):
         if round_index > 1:
-            model = build(rewind_state)
+            # Rewind (lottery-ticket style) or continue from the model just scored.
+            model = build(rewind_state) if jmds.rewind else model
             train_model(model, train, config.training, device=device, seed=config.seed,
                         masks=masks, kept=kept, epochs=jmds.round_epochs,
                         description=f"round {round_index}")

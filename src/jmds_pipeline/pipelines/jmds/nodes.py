@@ -49,6 +49,7 @@ def initial_sparsity(
 
 def train_round(
     rewind_state: dict[str, torch.Tensor],
+    previous_state: dict[str, torch.Tensor],
     masks: dict[str, torch.Tensor],
     kept: dict[str, torch.Tensor],
     train: Split,
@@ -56,13 +57,15 @@ def train_round(
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Phase A: train under the mask on the kept samples, from the rewind point."""
+    """Phase A: train under the mask on the kept samples, from the rewind point (or, with
+    ``jmds.rewind: false``, continuing from the previous round's model)."""
     config = run_config_of(parameters)
     meta = DatasetMeta.from_dict(dataset_meta)
     device = config.resolved_device()
     if not torch.equal(kept["id"], train["id"]):
         raise ValueError("the kept-sample vector is not aligned with the training split ids")
-    model = model_from_state(config, meta, rewind_state)
+    start = rewind_state if config.jmds.rewind else previous_state
+    model = model_from_state(config, meta, start)
     drawn: list[torch.Tensor] = []
     outcome = train_model(
         model, train, config.training, device=device, seed=config.seed, masks=masks,

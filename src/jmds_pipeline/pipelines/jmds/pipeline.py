@@ -35,8 +35,8 @@ def round_template(round_index: int) -> Pipeline:
         nodes.append(
             node(
                 train_round,
-                ["rewind_state", "masks_in", "kept_in", "train_split", "val_split",
-                 "dataset_meta", "parameters"],
+                ["rewind_state", "state_in", "masks_in", "kept_in", "train_split",
+                 "val_split", "dataset_meta", "parameters"],
                 ["state", "train_log"],
                 name="train",
             )
@@ -89,6 +89,8 @@ def create_pipeline(rounds: int) -> Pipeline:
         }
         if r == 1:
             mapping["state"] = "dense_state"
+        else:
+            mapping["state_in"] = "dense_state" if r == 2 else f"{previous}.state"
         template = round_template(r)
         shared = SHARED_INPUTS & template.inputs()
         unrolled += pipeline(

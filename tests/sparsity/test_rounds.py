@@ -1,0 +1,59 @@
+import torch
+from torch import nn
+
+from jmds_pipeline.config import JMDSConfig, RunConfig, TrainingConfig
+from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
+from jmds_pipeline.sparsity.schedules import round_targets
+from jmds_pipeline.sparsity.weight_selection import magnitude_scores
+from jmds_pipeline.training.loop import cpu_state
+from tests.conftest import make_blobs
+
+
+def _build(state):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
+def test_kept_weights_put_every_subset_on_the_full_data_scale():
+    kept = torch.tensor([True, False, True, False, False, False])
+    assert kept_weights(kept, rescale=True).tolist() == [3.0, 0, 3.0, 0, 0, 0]
+    assert kept_weights(kept, rescale=False).tolist() == [1.0, 0, 1.0, 0, 0, 0]
+    assert kept_weights(kept, rescale=True).sum() == kept.numel()
+
+
+def test_rounds_hit_each_rounds_targets_and_only_shrink():
+    train, val = make_blobs(n=90), make_blobs(n=30, seed=1)
+    config = RunConfig(dataset="digits", model="mlp",
+                       training=TrainingConfig(epochs=2, batch_size=16, progress=False))
+    jmds = JMDSConfig(rounds=3, round_epochs=1, target_model_sparsity=0.7,
+                      target_data_sparsity=0.4, keep="low")
+    seen: list[tuple[float, int]] = []
+
+    def scorer(model: nn.Module, masks, kept) -> RoundScores:
+        active = sum(int(m.sum()) for m in masks.values())
+        seen.append((active, int(kept.sum())))
+        # Data score: the row index, so "keep low" must keep the first rows.
+        return RoundScores(weight_scores=magnitude_scores(model, masks),
+                           sample_scores=torch.arange(90, dtype=torch.float64))
+
+    model = _build(None)
+    masks = {"0.weight": torch.ones(16, 6, dtype=torch.bool),
+             "2.weight": torch.ones(3, 16, dtype=torch.bool)}
+    outcome = run_rounds(_build, cpu_state(model), cpu_state(model), train, val, config, jmds,
+                         masks, scorer, task="classification")
+    total = 16 * 6 + 3 * 16
+    model_targets = round_targets(0.7, 3, "geometric")
+    data_targets = round_targets(0.4, 3, "geometric")
+    # Round r scores the model of round r-1's targets.
+    assert seen[0] == (total, 90)
+    for r in (1, 2):
+        assert abs(seen[r][0] - round((1 - model_targets[r - 1]) * total)) <= 1
+        assert abs(seen[r][1] - round((1 - data_targets[r - 1]) * 90)) <= 1
+    final_active = sum(int(m.sum()) for m in outcome.masks.values())
+    assert abs(final_active - round(0.3 * total)) <= 1
+    assert int(outcome.kept.sum()) == 54
+    assert outcome.kept[:54].all() and not outcome.kept[54:].any()  # kept the low scores
+    assert [row["round"] for row in outcome.trace] == [1, 2, 3]
