@@ -10,6 +10,7 @@ from torch import nn
 
 from jmds_pipeline.config import RunConfig, build_run_config
 from jmds_pipeline.data.types import DatasetMeta
+from jmds_pipeline.evidence import EvidenceConfig
 
 
 def seeded_model(config: RunConfig, meta: DatasetMeta) -> nn.Module:
@@ -32,3 +33,16 @@ def model_from_state(
 def run_config_of(parameters: Mapping[str, Any]) -> RunConfig:
     """The validated run configuration from Kedro's merged ``parameters``."""
     return build_run_config(parameters)
+
+
+def evidence_config(
+    config: RunConfig, meta: DatasetMeta, *, seed: int | None = None,
+    structure: str | None = None,
+) -> EvidenceConfig:
+    """The evidence engine's settings for this run (likelihood from the dataset's task)."""
+    settings = config.jmds.evidence.model_dump()
+    if structure is not None:
+        settings["structure"] = structure
+    likelihood = "language_modeling" if meta.task == "language_modeling" else "classification"
+    return EvidenceConfig(likelihood=likelihood, seed=config.seed if seed is None else seed,
+                          **settings)

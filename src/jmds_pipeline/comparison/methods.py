@@ -26,6 +26,7 @@ from jmds_pipeline.config import JMDSConfig, RunConfig
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
 from jmds_pipeline.models import build_model, prunable_parameter_names
+from jmds_pipeline.runtime import evidence_config
 from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
 from jmds_pipeline.sparsity.sample_selection import select_samples
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores, prune_to_target
@@ -85,12 +86,7 @@ class Context:
                 for name in self.prunable(model)}
 
     def evidence_config(self, seed: int, structure: str | None = None) -> EvidenceConfig:
-        settings = self.config.jmds.evidence.model_dump()
-        if structure is not None:
-            settings["structure"] = structure
-        likelihood = ("language_modeling" if self.meta.task == "language_modeling"
-                      else "classification")
-        return EvidenceConfig(likelihood=likelihood, seed=seed, **settings)
+        return evidence_config(self.config, self.meta, seed=seed, structure=structure)
 
 
 def dense_run(context: Context, seed: int) -> DenseRun:

@@ -10,10 +10,9 @@ from matplotlib.figure import Figure
 
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.evidence import estimate_evidence
-from jmds_pipeline.pipelines.jmds.nodes import evidence_config
 from jmds_pipeline.plots import layer_density, round_curves
 from jmds_pipeline.reporting import jmds_report, print_summary
-from jmds_pipeline.runtime import model_from_state, run_config_of
+from jmds_pipeline.runtime import evidence_config, model_from_state, run_config_of
 from jmds_pipeline.sparsity.masks import layer_summary
 from jmds_pipeline.sparsity.rounds import kept_weights
 from jmds_pipeline.training.metrics import run_metrics

@@ -14,12 +14,11 @@ from typing import Any
 import pandas as pd
 import torch
 
-from jmds_pipeline.config import RunConfig
 from jmds_pipeline.data.types import DatasetMeta, Split
-from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
+from jmds_pipeline.evidence import estimate_evidence
 from jmds_pipeline.models import prunable_parameter_names
 from jmds_pipeline.pipelines.pretraining.nodes import history_frame
-from jmds_pipeline.runtime import model_from_state, run_config_of
+from jmds_pipeline.runtime import evidence_config, model_from_state, run_config_of
 from jmds_pipeline.sparsity.masks import layer_summary
 from jmds_pipeline.sparsity.rounds import kept_weights, next_kept, next_masks
 from jmds_pipeline.training.evaluate import evaluate
@@ -83,13 +82,6 @@ def train_round(
         "trained_ids": sorted(set(torch.cat(drawn).tolist())),
     }
     return cpu_state(model), log
-
-
-def evidence_config(config: RunConfig, meta: DatasetMeta) -> EvidenceConfig:
-    likelihood = "language_modeling" if meta.task == "language_modeling" else "classification"
-    return EvidenceConfig(
-        likelihood=likelihood, seed=config.seed, **config.jmds.evidence.model_dump()
-    )
 
 
 def score_round(
