@@ -8,6 +8,7 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 
 from jmds_pipeline.config import ConfigError, validate_parameters
+from jmds_pipeline.pipeline_registry import configured_rounds
 
 logger = logging.getLogger(__name__)
 
@@ -19,12 +20,12 @@ class RunSetupHooks:
         parameters = catalog.load("parameters")
         config = validate_parameters(parameters)
         device = config.resolved_device()  # raises if CUDA is asked for but absent
-        built_rounds = {n.namespace.split(".")[0] for n in pipeline.nodes
-                        if (n.namespace or "").startswith("round_")}
-        if built_rounds and len(built_rounds) != config.jmds.rounds:
+        runs_rounds = any((n.namespace or "").startswith("round_") for n in pipeline.nodes)
+        built = configured_rounds()
+        if runs_rounds and built != config.jmds.rounds:
             raise ConfigError(
                 f"jmds.rounds = {config.jmds.rounds} but the pipeline was built with "
-                f"{len(built_rounds)} rounds; set jmds.rounds in "
+                f"{built} rounds; set jmds.rounds in "
                 "conf/base/parameters_jmds.yml (it fixes the pipeline's shape), not --params"
             )
         import torch

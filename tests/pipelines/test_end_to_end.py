@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 from pathlib import Path
 
@@ -37,21 +39,21 @@ def _run(project: Path, runtime_params: dict, **run_args: object) -> None:
         session.run(**run_args)
 
 
+RUN = {
+    "dataset": "digits",
+    "training": {"epochs": 3, "progress": False},
+    "jmds": {"rounds": 2, "round_epochs": 2, "target_model_sparsity": TARGETS[0],
+             "target_data_sparsity": TARGETS[1], "evidence": {"subsample_size": 256}},
+}
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory) -> Path:
     project = _project_copy(tmp_path_factory.mktemp("project"), rounds=2)
-    import os
-
     cwd = Path.cwd()
     os.chdir(project)
     try:
-        _run(project, {
-            "dataset": "digits",
-            "training": {"epochs": 3, "progress": False},
-            "jmds": {"rounds": 2, "round_epochs": 2, "target_model_sparsity": TARGETS[0],
-                     "target_data_sparsity": TARGETS[1],
-                     "evidence": {"subsample_size": 256}},
-        })
+        _run(project, RUN)
     finally:
         os.chdir(cwd)
     return project
@@ -138,3 +140,35 @@ def test_compare_pipeline_writes_a_validated_table_with_every_selected_method(
     (difference,) = summary["jmds_minus_phased"]
     assert difference["seeds"] == 2 and len(difference["per_seed"]) == 2
     assert "| jmds |" in (out / "table.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("runtime_params", "fragment"),
+    [
+        ({"dataset": "digits", "training": {"lr": -0.1}}, "training.lr = -0.1"),
+        ({"dataset": "digits", "jmds": {"target_model_sparsity": 1.5}},
+         "jmds.target_model_sparsity = 1.5"),
+        ({"dataset": "cifar11"}, "dataset = 'cifar11'"),
+    ],
+)
+def test_bad_parameters_stop_the_run_before_any_node(
+    tmp_path: Path, monkeypatch, runtime_params: dict, fragment: str
+):
+    project = _project_copy(tmp_path, rounds=2)
+    monkeypatch.chdir(project)
+    with pytest.raises(Exception, match=re.escape(fragment)):
+        _run(project, runtime_params)
+    assert not (project / "data").exists()  # nothing was written
+
+
+@pytest.mark.slow
+def test_resuming_from_a_round_reuses_the_earlier_rounds(finished_run: Path, monkeypatch):
+    out = finished_run / "data" / "07_model_output" / "digits" / "jmds"
+    before = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
+    monkeypatch.chdir(finished_run)
+    _run(finished_run, RUN, from_nodes=["round_2.train"])
+    after = {path: path.stat().st_mtime_ns for path in out.rglob("*") if path.is_file()}
+    round_1 = [path for path in before if "round_1" in path.parts]
+    assert round_1 and all(after[path] == before[path] for path in round_1)
+    masks = out / "round_2" / "masks.safetensors"
+    assert after[masks] > before[masks]
