@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
@@ -45,7 +46,9 @@ def print_summary(title: str, runs: Mapping[str, Mapping[str, float]]) -> None:
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in rows:
         table.add_row(*row)
-    Console().print(table)
+    # Logs and CI are not terminals: give the table room instead of eliding its columns.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(table)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
