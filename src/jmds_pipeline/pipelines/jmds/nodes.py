@@ -151,7 +151,7 @@ def update_samples(
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
     """Phase D: keep the samples with the best evidence contribution under the budget."""
     config = run_config_of(parameters).jmds
-    contributions = torch.as_tensor(sample_scores["contribution"].to_numpy())
+    contributions = torch.tensor(sample_scores["contribution"].to_numpy())
     new_kept = next_kept(contributions, train["y"], kept[KEPT], config, round_index)
     table = sample_scores.assign(kept=new_kept.numpy())
     return {KEPT: new_kept, "id": kept["id"].clone()}, table
