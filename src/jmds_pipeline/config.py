@@ -78,7 +78,7 @@ class JMDSConfig(_Section):
     lambda_data: float = Field(0.0, ge=0)  # λ2, penalty mode
     max_model_sparsity: float = Field(0.99, ge=0, lt=1)  # penalty-mode safety caps
     max_data_sparsity: float = Field(0.95, ge=0, lt=1)
-    round_epochs: int = Field(30, ge=1)
+    round_epochs: int | None = Field(None, ge=1, validate_default=True)  # None: 30
     rewind: bool = True  # each round trains from the rewind point (else continues)
     final_epochs: int | None = Field(None, ge=1)  # None: training.epochs
     weight_scope: Literal["global", "layerwise"] = "global"
@@ -90,6 +90,11 @@ class JMDSConfig(_Section):
     prune_model: bool = True  # ablations: model-only / data-only
     prune_data: bool = True
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
+
+    @field_validator("round_epochs")
+    @classmethod
+    def _default_round_epochs(cls, epochs: int | None) -> int:
+        return 30 if epochs is None else epochs
 
 
 class GridConfig(_Section):
@@ -138,6 +143,7 @@ class CompareConfig(_Section):
         if bad:
             raise ValueError(f"budgets {bad} have a sparsity outside [0, 1)")
         return budgets
+
 
 
 class RunConfig(_Section):
@@ -196,12 +202,17 @@ class RunConfig(_Section):
 
 
 def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """Return ``base`` with ``override`` merged in key by key (nested mappings recurse)."""
+    """Return ``base`` with ``override`` merged in key by key (nested mappings recurse).
+
+    A ``None`` in ``override`` defers to ``base`` when ``base`` sets the key: ``null`` in a
+    parameters file means "the recipe's value" (or the field's default when no recipe
+    sets it).
+    """
     merged = dict(base)
     for key, value in override.items():
         if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
             merged[key] = deep_merge(merged[key], value)
-        else:
+        elif value is not None or key not in merged:
             merged[key] = value
     return merged
 
