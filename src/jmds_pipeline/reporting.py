@@ -104,11 +104,16 @@ def comparison_markdown(
     header = ["method", "model sparsity", "data sparsity", "test acc (mean ± std)",
               "train time ×dense", "total time ×dense", "inference FLOPs ×dense",
               "training FLOPs", "log evidence", "seeds"]
+    perplexity = "test_perplexity_mean" in table.columns
+    if perplexity:  # language models: perplexity is the headline number
+        header.insert(3, "test ppl (mean ± std)")
     rows = [
         [
             row["method"],
             f"{row['model_sparsity_mean']:.2f}",
             f"{row['data_sparsity_mean']:.2f}",
+            *([f"{row['test_perplexity_mean']:.3f} ± {row['test_perplexity_std']:.3f}"]
+              if perplexity else []),
             f"{row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f}",
             f"{row['time_vs_dense_mean']:.2f}",
             f"{row['total_vs_dense_mean']:.2f}",
