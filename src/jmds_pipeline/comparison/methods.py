@@ -25,8 +25,8 @@ from jmds_pipeline.baselines.random_baselines import random_sample_scores, rando
 from jmds_pipeline.config import JMDSConfig, RunConfig
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
-from jmds_pipeline.models import build_model, prunable_parameter_names
-from jmds_pipeline.runtime import evidence_config
+from jmds_pipeline.models import prunable_parameter_names
+from jmds_pipeline.runtime import evidence_config, seeded_model
 from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
 from jmds_pipeline.sparsity.sample_selection import select_samples
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores, prune_to_target
@@ -69,8 +69,8 @@ class Context:
         return self.config.model_copy(update={"seed": seed})
 
     def build(self, seed: int, state: dict[str, torch.Tensor] | None = None) -> nn.Module:
-        torch.manual_seed(seed)
-        model = build_model(self.config.model, self.meta, self.config.model_options)
+        """The model initialised from ``seed``, with ``state`` loaded when given."""
+        model = seeded_model(self.for_seed(seed), self.meta)
         if state is not None:
             model.load_state_dict(state)
         return model
