@@ -46,7 +46,12 @@ class TrainingConfig(_Section):
     warmup_epochs: int = Field(0, ge=0)
     label_smoothing: float = Field(0.0, ge=0, lt=1)
     grad_clip: float | None = Field(None, gt=0)
-    augment: Literal["none", "crop_flip"] = "none"
+    augment: Literal["none", "crop_flip", "shift"] = "none"  # shift: 1-D signals (MNIST-1D)
+    max_shift: int = Field(4, ge=1)  # augment: shift moves a signal by up to this many steps
+    # Gaussian prior N(0, α⁻¹I) in the training loss, α/(2·N) Σθ² on the mean loss (N: the
+    # kept rows' total weight), so that training finds the MAP whose Laplace evidence JMDS
+    # estimates. null: no prior term (weight_decay still applies).
+    prior_precision: float | None = Field(None, gt=0)
     mixed_precision: bool = False  # bf16 autocast, CUDA only
     channels_last: bool = False  # CUDA only
     num_workers: int = Field(0, ge=0)
@@ -75,7 +80,9 @@ class JMDSConfig(_Section):
     target_data_sparsity: float = Field(0.5, ge=0, lt=1)
     schedule: Literal["geometric", "cubic"] = "geometric"
     lambda_model: float = Field(0.0, ge=0)  # λ1, penalty mode
-    lambda_data: float = Field(0.0, ge=0)  # λ2, penalty mode
+    # λ2, penalty mode. Sample contributions are ≤ 0 for classification, so λ2 ≥ 0 drops
+    # samples up to max_data_sparsity; λ2 < 0 is a reward of |λ2| nats per kept sample.
+    lambda_data: float = 0.0
     max_model_sparsity: float = Field(0.99, ge=0, lt=1)  # penalty-mode safety caps
     max_data_sparsity: float = Field(0.95, ge=0, lt=1)
     round_epochs: int | None = Field(None, ge=1, validate_default=True)  # None: 30
@@ -85,7 +92,21 @@ class JMDSConfig(_Section):
     include_output_layer: bool = False
     include_embeddings: bool = False
     sample_selection: Literal["class_balanced", "topk", "stratified"] = "class_balanced"
-    keep: Literal["high", "low"] = "low"  # keep low-contribution (hard) samples
+    # high: keep the samples with the highest contribution c_i = ∂log Z/∂s_i (the paper's
+    # objective); low: keep the hard, high-leverage ones (a named variant, target mode only)
+    keep: Literal["high", "low"] = "high"
+    strata: int = Field(50, ge=1)  # sample_selection: stratified (CCS), number of bins
+    hard_cutoff: float = Field(0.0, ge=0, lt=1)  # stratified: first drop this fraction at
+                                                 # the end the keep direction values least
+    # Phase C scores the samples under the mask phase B has just chosen (the paper's order);
+    # false: reuse the contributions computed before the mask changed (the old behaviour).
+    rescore_samples: bool = True
+    # contribution: c_i of this round; contribution_mean: c_i averaged over the rounds so
+    # far (scores along training rather than at one converged θ)
+    sample_score: Literal["contribution", "contribution_mean"] = "contribution"
+    # Phase A trains the MAP of the objective whose evidence is estimated: the loss carries
+    # the prior α/(2N) Σθ², α re-estimated by each round's evidence (Immer et al. 2021).
+    tie_prior: bool = True
     rescale_kept: bool = True  # weight the K kept samples by N/K inside the evidence
     prune_model: bool = True  # ablations: model-only / data-only
     prune_data: bool = True
@@ -95,6 +116,28 @@ class JMDSConfig(_Section):
     @classmethod
     def _default_round_epochs(cls, epochs: int | None) -> int:
         return 30 if epochs is None else epochs
+
+    @field_validator("lambda_data")
+    @classmethod
+    def _finite_lambda(cls, value: float) -> float:
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        return value
+
+    @model_validator(mode="after")
+    def _penalty_keeps_high(self) -> JMDSConfig:
+        if self.mode == "penalty" and self.keep == "low":
+            raise ValueError(
+                "jmds.keep = 'low' with jmds.mode = 'penalty': the penalty objective "
+                "log Z − λ2‖s‖₀ always keeps the highest contributions; accepted: keep: high "
+                "in penalty mode, or mode: target for the keep-hard variant"
+            )
+        if self.tie_prior and self.evidence.prior_mode != "scalar":
+            raise ValueError(
+                "jmds.tie_prior = true needs jmds.evidence.prior_mode = 'scalar' (one α "
+                "for the training loss); accepted: prior_mode: scalar, or tie_prior: false"
+            )
+        return self
 
 
 class GridConfig(_Section):

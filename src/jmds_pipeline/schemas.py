@@ -32,6 +32,8 @@ class SampleTableSchema(_Strict):
     contribution: Series[float] = pa.Field(nullable=True)  # c_i = -loss - leverage
     loss: Series[float] = pa.Field(nullable=True, ge=0)
     leverage: Series[float] = pa.Field(nullable=True, ge=0)
+    # the score phase C ranked by (c_i, or its mean over rounds); absent before selection
+    score: Series[float] | None = pa.Field(nullable=True)
 
 
 class MaskSummarySchema(_Strict):
@@ -53,6 +55,9 @@ class RoundTraceSchema(_Strict):
 
     round: Series[int] = pa.Field(ge=1)
     log_evidence: Series[float]
+    objective: Series[float]  # log Z − λ1‖m‖₀ − λ2‖s‖₀ (= log Z when λ = 0)
+    # ‖∇ log joint‖ / max(‖∇ log lik‖, ‖αθ‖) at the scored θ: 0 at a mode
+    stationarity: Series[float] = pa.Field(ge=0, nullable=True)
     prior_precision: Series[float] = pa.Field(gt=0)
     model_sparsity: Series[float] = pa.Field(ge=0, le=1)
     data_sparsity: Series[float] = pa.Field(ge=0, le=1)
@@ -79,3 +84,12 @@ class ComparisonSchema(_Strict):
     training_flops: Series[float] = pa.Field(ge=0)
     log_evidence: Series[float] = pa.Field(nullable=True)
     test_perplexity: Series[float] | None = pa.Field(nullable=True, ge=1)
+    # the validation split: what defaults are chosen on (benchmarks/PROTOCOL.md)
+    val_accuracy: Series[float] = pa.Field(ge=0, le=1)
+    # JMDS rows: the evidence, validation accuracy and stationarity of each round's model
+    round_log_evidence: Series[float] | None = pa.Field(
+        alias=r"^round\d+_log_evidence$", regex=True, nullable=True)
+    round_val_accuracy: Series[float] | None = pa.Field(
+        alias=r"^round\d+_val_accuracy$", regex=True, nullable=True, ge=0, le=1)
+    round_stationarity: Series[float] | None = pa.Field(
+        alias=r"^round\d+_stationarity$", regex=True, nullable=True, ge=0)

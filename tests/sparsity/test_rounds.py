@@ -32,9 +32,10 @@ def test_rounds_hit_each_rounds_targets_and_only_shrink():
                       target_data_sparsity=0.4, keep="low")
     seen: list[tuple[float, int]] = []
 
-    def scorer(model: nn.Module, masks, kept) -> RoundScores:
+    def scorer(model: nn.Module, masks, kept, *, weights: bool, samples: bool) -> RoundScores:
         active = sum(int(m.sum()) for m in masks.values())
-        seen.append((active, int(kept.sum())))
+        if weights:
+            seen.append((active, int(kept.sum())))
         # Data score: the row index, so "keep low" must keep the first rows.
         return RoundScores(weight_scores=magnitude_scores(model, masks),
                            sample_scores=torch.arange(90, dtype=torch.float64))
@@ -57,3 +58,38 @@ def test_rounds_hit_each_rounds_targets_and_only_shrink():
     assert int(outcome.kept.sum()) == 54
     assert outcome.kept[:54].all() and not outcome.kept[54:].any()  # kept the low scores
     assert [row["round"] for row in outcome.trace] == [1, 2, 3]
+
+
+def test_phase_c_scores_samples_under_the_mask_phase_b_just_chose():
+    """The paper's order: m_r is fixed first, then s_r is optimised under m_r. The sample
+    scorer must see the round's new mask (its target count of active weights) and a model
+    whose pruned weights are zero under it; with rescore_samples false it sees the old one."""
+    train, val = make_blobs(n=60), make_blobs(n=30, seed=1)
+    config = RunConfig(dataset="digits", model="mlp",
+                       training=TrainingConfig(epochs=2, batch_size=16, progress=False))
+    total = 16 * 6 + 3 * 16
+    targets = round_targets(0.6, 2, "geometric")
+    for rescore in (True, False):
+        jmds = JMDSConfig(rounds=2, round_epochs=1, target_model_sparsity=0.6,
+                          target_data_sparsity=0.3, rescore_samples=rescore)
+        sample_calls: list[int] = []
+
+        def scorer(model: nn.Module, masks, kept, *, weights: bool, samples: bool,
+                   calls=sample_calls) -> RoundScores:
+            if samples:
+                calls.append(sum(int(m.sum()) for m in masks.values()))
+            return RoundScores(weight_scores=magnitude_scores(model, masks) if weights else None,
+                               sample_scores=torch.randn(60, dtype=torch.float64)
+                               if samples else None)
+
+        masks = {"0.weight": torch.ones(16, 6, dtype=torch.bool),
+                 "2.weight": torch.ones(3, 16, dtype=torch.bool)}
+        model = _build(None)
+        run_rounds(_build, cpu_state(model), cpu_state(model), train, val, config, jmds,
+                   masks, scorer, task="classification")
+        after = [round((1 - t) * total) for t in targets]
+        before = [total, after[0]]
+        expected = after if rescore else before
+        assert len(sample_calls) == 2
+        for got, want in zip(sample_calls, expected, strict=True):
+            assert abs(got - want) <= 1

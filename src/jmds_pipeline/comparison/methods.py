@@ -27,9 +27,17 @@ from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
 from jmds_pipeline.models import prunable_parameter_names
 from jmds_pipeline.runtime import evidence_config, seeded_model
-from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
+from jmds_pipeline.sparsity.jmds_scoring import (
+    kept_weights,
+    prior_count,
+    scalar_alpha,
+    score_samples,
+    score_weights,
+)
+from jmds_pipeline.sparsity.rounds import RoundScores, run_rounds
 from jmds_pipeline.sparsity.sample_selection import select_samples
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores, prune_to_target
+from jmds_pipeline.training.evaluate import evaluate
 from jmds_pipeline.training.loop import cpu_state, train_model
 from jmds_pipeline.training.metrics import run_metrics
 
@@ -105,14 +113,21 @@ def dense_run(context: Context, seed: int) -> DenseRun:
 def _retrain_and_measure(
     context: Context, dense: DenseRun, masks: Masks | None, kept: torch.Tensor | None,
     extra_seconds: float, method: str, budget: Budget,
-    on_batch: Callable | None = None,
+    on_batch: Callable | None = None, prior_precision: float | None = None,
+    trace: list[dict[str, Any]] | None = None,
 ) -> tuple[dict[str, Any], nn.Module]:
-    """Final retrain from the rewind point on (m, s), then the row of metrics."""
+    """Final retrain from the rewind point on (m, s) (with the evidence's prior α in the
+    loss when given), then the row of metrics: test *and validation* accuracy, since
+    defaults are chosen on validation data only (benchmarks/PROTOCOL.md)."""
     config = context.for_seed(dense.seed)
     model = context.build(dense.seed, dense.rewind_state)
+    everything = torch.ones_like(context.train["id"], dtype=torch.bool)
     outcome = train_model(model, context.train, config.training, device=context.device,
                           seed=dense.seed, masks=masks, kept=kept, on_batch=on_batch,
-                          description=method)
+                          description=method, prior_precision=prior_precision,
+                          prior_count=prior_count(context.train,
+                                                  everything if kept is None else kept,
+                                                  context.config.jmds.rescale_kept))
     kept_fraction = 1.0 if kept is None else float(kept.float().mean())
     metrics = run_metrics(
         model, context.test, context.meta, masks=masks, kept_fraction=kept_fraction,
@@ -120,8 +135,8 @@ def _retrain_and_measure(
         dense_train_seconds=dense.seconds, device=context.device,
         batch_size=config.training.eval_batch_size,
     )
-    weights = kept_weights(torch.ones_like(context.train["id"], dtype=torch.bool)
-                           if kept is None else kept, context.config.jmds.rescale_kept)
+    weights = kept_weights(everything if kept is None else kept,
+                           context.config.jmds.rescale_kept)
     evidence = estimate_evidence(
         model, context.train["x"], context.train["y"], sample_weights=weights, masks=masks,
         config=context.evidence_config(dense.seed), device=context.device,
@@ -135,6 +150,9 @@ def _retrain_and_measure(
         "model_sparsity": metrics["model_sparsity"],
         "data_sparsity": metrics["data_sparsity"],
         "test_accuracy": metrics["test_accuracy"],
+        "val_accuracy": evaluate(model, context.val, task=context.meta.task,
+                                 device=context.device,
+                                 batch_size=config.training.eval_batch_size)["accuracy"],
         "test_loss": metrics["test_loss"],
         "train_seconds": metrics["train_seconds"],
         "time_vs_dense": metrics["time_vs_dense"],
@@ -146,6 +164,10 @@ def _retrain_and_measure(
     }
     if "test_perplexity" in metrics:
         row["test_perplexity"] = metrics["test_perplexity"]
+    for entry in trace or []:  # the evidence round by round, for the correlation analysis
+        for key in ("log_evidence", "val_accuracy", "stationarity"):
+            if entry.get(key) is not None:
+                row[f"round{entry['round']}_{key}"] = entry[key]
     return row, model
 
 
@@ -167,7 +189,8 @@ def _imp_masks(context: Context, dense: DenseRun, sparsity: float) -> tuple[Mask
                                           "prune_data": False, "schedule": "geometric"})
     model = context.build(dense.seed, dense.state)
 
-    def magnitude(model: nn.Module, masks: Masks, kept: torch.Tensor) -> RoundScores:
+    def magnitude(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
+                  samples: bool) -> RoundScores:
         return RoundScores(weight_scores=magnitude_scores(model, masks))
 
     outcome = run_rounds(lambda state: context.build(dense.seed, state), dense.state,
@@ -260,17 +283,21 @@ def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
     config = context.for_seed(dense.seed)
     evidence_config = context.evidence_config(dense.seed, structure)
 
-    def evidence(model: nn.Module, masks: Masks, kept: torch.Tensor) -> RoundScores:
-        result = estimate_evidence(
-            model, context.train["x"], context.train["y"],
-            sample_weights=kept_weights(kept, jmds.rescale_kept), masks=masks,
-            prunable=list(masks), config=evidence_config, device=context.device,
-            score_samples=jmds.prune_data, score_weights=jmds.prune_model,
-        )
+    def evidence(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
+                 samples: bool) -> RoundScores:
+        if not weights:  # phase C under the mask phase B has just chosen
+            result = score_samples(model, masks, kept, context.train, jmds, evidence_config,
+                                   context.device)
+            return RoundScores(sample_scores=result.sample_contribution)
+        phase_b = score_weights(model, masks, kept, context.train, jmds, evidence_config,
+                                context.device, with_samples=samples)
+        result = phase_b.evidence
         return RoundScores(
             weight_scores=dict(result.weight_scores) if jmds.prune_model else None,
-            sample_scores=result.sample_contribution if jmds.prune_data else None,
+            sample_scores=result.sample_contribution if samples else None,
             log_evidence=result.log_evidence,
+            prior_precision=scalar_alpha(result.prior_precision),
+            extra={"stationarity": phase_b.stationarity.relative},
         )
 
     model = context.build(dense.seed, dense.state)
@@ -279,8 +306,11 @@ def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
                          context.full_masks(model), evidence, task=context.meta.task,
                          device=context.device)
     kept = outcome.kept if jmds.prune_data else None
-    return _retrain_and_measure(context, dense, outcome.masks, kept, outcome.seconds,
-                                method, budget)[0]
+    return _retrain_and_measure(
+        context, dense, outcome.masks, kept, outcome.seconds, method, budget,
+        prior_precision=outcome.prior_precision if jmds.tie_prior else None,
+        trace=outcome.trace,
+    )[0]
 
 
 def _jmds_config(context: Context, budget: Budget, **changes: Any) -> JMDSConfig:
@@ -290,21 +320,50 @@ def _jmds_config(context: Context, budget: Budget, **changes: Any) -> JMDSConfig
 
 
 def run_jmds(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    return _jmds(context, dense, budget, "jmds", _jmds_config(context, budget))
+    """The paper's method as it states it (see PAPER)."""
+    return _jmds(context, dense, budget, "jmds", _jmds_config(context, budget, **PAPER))
+
+
+def run_jmds_default(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    """JMDS with the project's configured defaults (conf/base/parameters_jmds.yml)."""
+    return _jmds(context, dense, budget, "jmds_default", _jmds_config(context, budget))
 
 
 def run_jmds_model_only(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
     return _jmds(context, dense, budget, "jmds_model_only",
-                 _jmds_config(context, budget, prune_data=False))
+                 _jmds_config(context, budget, **PAPER, prune_data=False))
 
 
 def run_jmds_data_only(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
     return _jmds(context, dense, budget, "jmds_data_only",
-                 _jmds_config(context, budget, prune_model=False))
+                 _jmds_config(context, budget, **PAPER, prune_model=False))
+
+
+def _variant(name: str, **changes: Any) -> Method:
+    """A named deviation from the paper's JMDS: the same rounds with ``changes``."""
+
+    def run(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+        return _jmds(context, dense, budget, name, _jmds_config(context, budget, **changes))
+
+    run.__name__ = f"run_{name}"
+    return run
+
+
+# The paper's JMDS as stated runs as `jmds` (whatever parameters_jmds.yml says, these
+# keys are forced to the paper's choices); the variants below each change one thing.
+PAPER = {"keep": "high", "sample_selection": "class_balanced", "rescore_samples": True,
+         "sample_score": "contribution", "tie_prior": True}
+VARIANTS: dict[str, dict[str, Any]] = {
+    "jmds_keep_hard": {"keep": "low"},  # the previous default: keep low c_i
+    "jmds_ccs": {"sample_selection": "stratified", "hard_cutoff": 0.1},  # coverage (CCS)
+    "jmds_mean_score": {"sample_score": "contribution_mean"},  # c_i averaged over rounds
+    "jmds_untied": {"tie_prior": False},  # rounds trained without the evidence's prior
+    "jmds_stale_scores": {"rescore_samples": False},  # phase C before the mask changed
+}
 
 
 def run_jmds_diag(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    return _jmds(context, dense, budget, "jmds_diag", _jmds_config(context, budget),
+    return _jmds(context, dense, budget, "jmds_diag", _jmds_config(context, budget, **PAPER),
                  structure="diag")
 
 
@@ -329,6 +388,11 @@ METHODS: dict[str, tuple[Method, str]] = {
     "phased": (run_phased, "joint"),
     "jmds": (run_jmds, "joint"),
     "jmds_diag": (run_jmds_diag, "joint"),
+    "jmds_default": (run_jmds_default, "joint"),
+    **{name: (_variant(name, **PAPER | changes), "joint") for name, changes in VARIANTS.items()},
+    **{f"{name}_data_only": (_variant(f"{name}_data_only", **PAPER | changes,
+                                      prune_model=False), "data")
+       for name, changes in VARIANTS.items() if name != "jmds_untied"},
 }
 
 

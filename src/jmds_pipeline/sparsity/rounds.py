@@ -12,13 +12,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from jmds_pipeline.config import JMDSConfig, RunConfig
 from jmds_pipeline.data.types import Split
+from jmds_pipeline.sparsity.jmds_scoring import kept_weights as kept_weights  # re-export
+from jmds_pipeline.sparsity.jmds_scoring import prior_count, running_mean
 from jmds_pipeline.sparsity.sample_selection import select_by_threshold, select_samples
 from jmds_pipeline.sparsity.schedules import round_targets
 from jmds_pipeline.sparsity.weight_selection import prune_by_threshold, prune_to_target
@@ -33,20 +35,16 @@ class RoundScores:
     weight_scores: Masks | None = None  # Δ_j: higher = cheaper to remove
     sample_scores: torch.Tensor | None = None  # higher = more worth keeping (see keep=)
     log_evidence: float | None = None
+    prior_precision: float | None = None  # α of the evidence: the next round's prior
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-Scorer = Callable[[nn.Module, Masks, torch.Tensor], RoundScores]
-"""(trained model, current masks, current kept rows) → scores."""
+class Scorer(Protocol):
+    """(trained model, masks, kept rows) → scores. ``weights`` asks for weight scores (and
+    the evidence), ``samples`` for sample scores under ``masks``."""
 
-
-def kept_weights(kept: torch.Tensor, rescale: bool) -> torch.Tensor:
-    """Sample weights for the evidence: 1 per kept row, or N/K so that every subset's
-    evidence is on the full data's scale (design.md §2)."""
-    weights = kept.float()
-    if rescale:
-        weights = weights * (kept.numel() / max(int(kept.sum()), 1))
-    return weights
+    def __call__(self, model: nn.Module, masks: Masks, kept: torch.Tensor, *,
+                 weights: bool, samples: bool) -> RoundScores: ...
 
 
 def next_masks(scores: Masks, masks: Masks, config: JMDSConfig, round_index: int) -> Masks:
@@ -73,7 +71,9 @@ def next_kept(
                                config.schedule)[round_index - 1]
         # Sequence targets (N, T) have no class: select_samples falls back to top-k.
         return select_samples(scores, labels, kept, target, mode=config.sample_selection,
-                              keep=config.keep)
+                              keep=config.keep, strata=config.strata,
+                              hard_cutoff=config.hard_cutoff,
+                              generator=torch.Generator().manual_seed(round_index))
     return select_by_threshold(scores, kept, config.lambda_data,
                                max_sparsity=config.max_data_sparsity)
 
@@ -84,6 +84,16 @@ class RoundsOutcome:
     kept: torch.Tensor
     trace: list[dict[str, float]]
     seconds: float
+    prior_precision: float | None = None  # the last round's α (the final retrain's prior)
+
+
+def penalised_objective(log_evidence: float | None, masks: Masks, kept: torch.Tensor,
+                        config: JMDSConfig) -> float | None:
+    """J = log Z − λ1‖m‖₀ − λ2‖s‖₀, the quantity penalty mode maximises."""
+    if log_evidence is None:
+        return None
+    active = sum(int(mask.sum()) for mask in masks.values())
+    return log_evidence - config.lambda_model * active - config.lambda_data * int(kept.sum())
 
 
 def run_rounds(
@@ -100,33 +110,57 @@ def run_rounds(
     task: str,
     device: str = "cpu",
 ) -> RoundsOutcome:
-    """R rounds of score → update (m, s) → retrain (from the rewind point, or continued
-    from the scored model when ``jmds.rewind`` is false).
+    """R rounds of (A) train → (B) score weights, update m → (C) score samples under the
+    new m, update s. Training restarts from the rewind point (or continues from the
+    scored model when ``jmds.rewind`` is false) and, with ``jmds.tie_prior``, carries the
+    previous round's evidence-optimal prior α in its loss.
 
     ``build(state)`` returns the model with ``state`` loaded. Round 1 scores the model
     in ``trained_state`` (the dense run); the last round's (m, s) are returned without
-    a further training pass, which the caller's final retrain does.
+    a further training pass, which the caller's final retrain does (with the returned α).
     """
     started = time.perf_counter()
     kept = torch.ones_like(train["id"], dtype=torch.bool)
     model = build(trained_state)
     trace = []
+    alpha: float | None = None
+    mean_scores: torch.Tensor | None = None
     for round_index in range(1, jmds.rounds + 1):
         if round_index > 1:
             # Rewind (lottery-ticket style) or continue from the model just scored.
             model = build(rewind_state) if jmds.rewind else model
             train_model(model, train, config.training, device=device, seed=config.seed,
                         masks=masks, kept=kept, epochs=jmds.round_epochs,
-                        description=f"round {round_index}")
+                        description=f"round {round_index}",
+                        prior_precision=alpha if jmds.tie_prior else None,
+                        prior_count=prior_count(train, kept, jmds.rescale_kept))
         scored_at = time.perf_counter()
-        scores = scorer(model, masks, kept)
+        rescore = jmds.rescore_samples and jmds.prune_data
+        scores = scorer(model, masks, kept, weights=True,
+                        samples=jmds.prune_data and not rescore)
+        scored_masks = masks
+        if scores.weight_scores is not None:
+            masks = next_masks(scores.weight_scores, masks, jmds, round_index)
+        sample_scores = scores.sample_scores
+        if rescore:
+            sample_scores = scorer(model, masks, kept, weights=False, samples=True).sample_scores
         scoring_seconds = time.perf_counter() - scored_at
         val_accuracy = evaluate(model, val, task=task, device=device,
                                 batch_size=config.training.eval_batch_size)["accuracy"]
-        if scores.weight_scores is not None:
-            masks = next_masks(scores.weight_scores, masks, jmds, round_index)
-        if scores.sample_scores is not None:
-            kept = next_kept(scores.sample_scores, train["y"], kept, jmds, round_index)
-        trace.append({"round": round_index, "val_accuracy": val_accuracy,
-                      "log_evidence": scores.log_evidence, "score_seconds": scoring_seconds})
-    return RoundsOutcome(masks, kept, trace, time.perf_counter() - started)
+        if sample_scores is not None:
+            if jmds.sample_score == "contribution_mean":
+                mean_scores = running_mean(mean_scores, sample_scores, round_index)
+                sample_scores = mean_scores
+            kept_before = kept
+            kept = next_kept(sample_scores, train["y"], kept, jmds, round_index)
+        else:
+            kept_before = kept
+        alpha = scores.prior_precision
+        trace.append({
+            "round": round_index, "val_accuracy": val_accuracy,
+            "log_evidence": scores.log_evidence,
+            "objective": penalised_objective(scores.log_evidence, scored_masks, kept_before,
+                                             jmds),
+            "prior_precision": alpha, "score_seconds": scoring_seconds, **scores.extra,
+        })
+    return RoundsOutcome(masks, kept, trace, time.perf_counter() - started, alpha)

@@ -25,3 +25,16 @@ def random_crop_flip(
     batch_index = torch.arange(batch)[:, None, None, None]
     channel_index = torch.arange(channels)[None, :, None, None]
     return padded[batch_index, channel_index, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def random_shift(
+    signals: torch.Tensor, *, max_shift: int, generator: torch.Generator
+) -> torch.Tensor:
+    """Translate each (C, L) signal of an (N, C, L) batch by a random integer in
+    [−max_shift, max_shift] steps, zero-filling what moves in (MNIST-1D's signals are
+    themselves randomly translated templates, so this is label-preserving)."""
+    batch, channels, length = signals.shape
+    padded = F.pad(signals, (max_shift, max_shift))
+    offsets = torch.randint(0, 2 * max_shift + 1, (batch,), generator=generator)
+    index = offsets[:, None] + torch.arange(length)  # (B, L)
+    return torch.gather(padded, 2, index[:, None, :].expand(batch, channels, length))

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from jmds_pipeline.config import TrainingConfig
 from jmds_pipeline.data.types import Split
 from jmds_pipeline.sparsity.masks import apply_masks
-from jmds_pipeline.training.augment import random_crop_flip
+from jmds_pipeline.training.augment import random_crop_flip, random_shift
 from jmds_pipeline.training.batches import batch_loader, kept_rows
 from jmds_pipeline.training.losses import per_sample_correct, per_sample_nll, tokens_per_sample
 
@@ -88,12 +88,18 @@ def train_model(
     rewind_epoch: int | None = None,
     on_batch: BatchCallback | None = None,
     description: str = "train",
+    prior_precision: float | None = None,
+    prior_count: float | None = None,
 ) -> TrainOutcome:
     """Train ``model`` in place on the kept rows of ``train`` under ``masks``.
 
     ``epochs`` overrides ``config.epochs`` (rounds train for fewer epochs than the dense
     run); ``rewind_epoch`` = k stores the weights after k epochs (k = 0: at initialisation)
     in ``TrainOutcome.rewind_state``, the point that lottery-ticket rewinding returns to.
+
+    ``prior_precision`` α (default ``config.prior_precision``) adds the Gaussian prior's
+    α/(2·n) Σθ² to the mean loss, n = ``prior_count`` (default: the number of kept rows),
+    so the loss is the negative log joint / n and its minimiser is the MAP.
     """
     num_epochs = config.epochs if epochs is None else epochs
     on_cuda = device.startswith("cuda")
@@ -115,11 +121,14 @@ def train_model(
     num_rows = kept_rows(int(train["id"].shape[0]), kept).numel()
     if num_rows == 0:
         raise ValueError("no samples are kept: training needs at least one kept sample")
+    alpha = config.prior_precision if prior_precision is None else prior_precision
+    prior_scale = 0.0 if alpha is None else alpha / (2.0 * (prior_count or num_rows))
     steps_per_epoch = math.ceil(num_rows / config.batch_size)
     total_steps = steps_per_epoch * num_epochs
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
     optimizer = build_optimizer(model, config)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config)
     )
@@ -141,6 +150,8 @@ def train_model(
             x = batch["x"]
             if config.augment == "crop_flip" and x.dim() == 4:
                 x = random_crop_flip(x, generator=augment_generator)
+            elif config.augment == "shift" and x.dim() == 3:
+                x = random_shift(x, max_shift=config.max_shift, generator=augment_generator)
             x = _prepare_inputs(x, device, channels_last)
             y = batch["y"].to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16,
@@ -149,6 +160,8 @@ def train_model(
             sample_loss = per_sample_nll(logits, y, config.label_smoothing)
             # Mean over predictions: tokens for text, samples for labels.
             loss = sample_loss.sum() / tokens_per_sample(y).sum()
+            if prior_scale:
+                loss = loss + prior_scale * sum(p.square().sum() for p in trainable)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:

@@ -2,8 +2,9 @@
 data (state dicts, mask dicts, tables); the maths is in evidence/, sparsity/, training/.
 
 Round r: (A) train θ under (m_{r-1}, s_{r-1}) from the rewind point (round 1 uses the
-dense model instead), (B) estimate the Laplace evidence and score weights and samples,
-(C) update the mask m_r, (D) update the kept samples s_r.
+dense model instead), with the previous round's evidence-optimal prior α in the loss;
+(B) estimate the Laplace evidence and score the weights, update the mask m_r; (C) score
+the samples under m_r and update the kept samples s_r.
 """
 
 from __future__ import annotations
@@ -15,12 +16,18 @@ import pandas as pd
 import torch
 
 from jmds_pipeline.data.types import DatasetMeta, Split
-from jmds_pipeline.evidence import estimate_evidence
 from jmds_pipeline.models import prunable_parameter_names
 from jmds_pipeline.pipelines.pretraining.nodes import history_frame
 from jmds_pipeline.runtime import evidence_config, model_from_state, run_config_of
+from jmds_pipeline.sparsity.jmds_scoring import (
+    prior_count,
+    running_mean,
+    scalar_alpha,
+    score_samples,
+    score_weights,
+)
 from jmds_pipeline.sparsity.masks import layer_summary
-from jmds_pipeline.sparsity.rounds import kept_weights, next_kept, next_masks
+from jmds_pipeline.sparsity.rounds import next_kept, next_masks, penalised_objective
 from jmds_pipeline.training.evaluate import evaluate
 from jmds_pipeline.training.loop import cpu_state, train_model
 
@@ -51,13 +58,15 @@ def train_round(
     previous_state: dict[str, torch.Tensor],
     masks: dict[str, torch.Tensor],
     kept: dict[str, torch.Tensor],
+    previous_evidence: dict[str, Any],
     train: Split,
     val: Split,
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Phase A: train under the mask on the kept samples, from the rewind point (or, with
-    ``jmds.rewind: false``, continuing from the previous round's model)."""
+    ``jmds.rewind: false``, continuing from the previous round's model); with
+    ``jmds.tie_prior`` the loss carries the previous round's prior α (the MAP objective)."""
     config = run_config_of(parameters)
     meta = DatasetMeta.from_dict(dataset_meta)
     device = config.resolved_device()
@@ -66,10 +75,13 @@ def train_round(
     start = rewind_state if config.jmds.rewind else previous_state
     model = model_from_state(config, meta, start)
     drawn: list[torch.Tensor] = []
+    alpha = _tied_prior(previous_evidence, config.jmds.tie_prior)
     outcome = train_model(
         model, train, config.training, device=device, seed=config.seed, masks=masks,
         kept=kept[KEPT], epochs=config.jmds.round_epochs, description="round",
         on_batch=lambda batch, _logits: drawn.append(batch["id"]),
+        prior_precision=alpha,
+        prior_count=prior_count(train, kept[KEPT], config.jmds.rescale_kept),
     )
     val_metrics = evaluate(model, val, task=meta.task,
                            batch_size=config.training.eval_batch_size, device=device)
@@ -78,10 +90,16 @@ def train_round(
         "samples_seen": outcome.samples_seen,
         "val": val_metrics,
         "history": outcome.history,
+        "prior_precision": alpha,
         # What training really drew: tests check it against the kept ids.
         "trained_ids": sorted(set(torch.cat(drawn).tolist())),
     }
     return cpu_state(model), log
+
+
+def _tied_prior(evidence: dict[str, Any], tie: bool) -> float | None:
+    """The α a round trains with: the previous evidence's, when the prior is tied."""
+    return scalar_alpha(evidence["prior_precision"]) if tie else None
 
 
 def score_round(
@@ -91,43 +109,61 @@ def score_round(
     train: Split,
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
-) -> tuple[dict[str, torch.Tensor], pd.DataFrame, dict[str, Any]]:
-    """Phase B: Laplace evidence at θ* and every weight's and sample's contribution."""
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Phase B: Laplace evidence at θ*, every weight's Δ_j, and how close θ* is to a mode
+    of the log joint (the Laplace's expansion point)."""
     config = run_config_of(parameters)
     meta = DatasetMeta.from_dict(dataset_meta)
     model = model_from_state(config, meta, state)
-    kept_rows = kept[KEPT]
-    weights = kept_weights(kept_rows, config.jmds.rescale_kept)
     started = time.perf_counter()
-    result = estimate_evidence(
-        model, train["x"], train["y"], sample_weights=weights, masks=masks,
-        prunable=list(masks), config=evidence_config(config, meta),
-        device=config.resolved_device(),
-    )
-    seconds = time.perf_counter() - started
-    labels = train["y"] if train["y"].dim() == 1 else torch.full_like(train["id"], -1)
-    scores = pd.DataFrame(
-        {
-            "id": train["id"].numpy(),
-            "label": labels.numpy(),
-            "kept": kept_rows.numpy(),
-            "contribution": result.sample_contribution.double().numpy(),
-            "loss": result.sample_loss.double().numpy(),
-            "leverage": result.sample_leverage.double().numpy(),
-        }
-    )
+    phase_b = score_weights(model, masks, kept[KEPT], train, config.jmds,
+                            evidence_config(config, meta), config.resolved_device())
+    result = phase_b.evidence
     alpha = result.prior_precision
     evidence = {
         "log_evidence": result.log_evidence,
+        # log Z − λ1‖m‖₀ − λ2‖s‖₀: what penalty mode maximises (log Z when λ = 0)
+        "objective": penalised_objective(result.log_evidence, masks, kept[KEPT], config.jmds),
         "log_likelihood": result.log_likelihood,
         "log_det_ratio": result.log_det_ratio,
         "prior_term": result.prior_term,
         "prior_precision": alpha if isinstance(alpha, float) else dict(alpha),
         "num_active": result.num_active,
-        "seconds": seconds,
+        "stationarity": phase_b.stationarity.as_dict(),
+        "seconds": time.perf_counter() - started,
         "timings": dict(result.timings),
     }
-    return dict(result.weight_scores), scores, evidence
+    return dict(result.weight_scores), evidence
+
+
+def score_round_samples(
+    state: dict[str, torch.Tensor],
+    masks_before: dict[str, torch.Tensor],
+    masks_after: dict[str, torch.Tensor],
+    kept: dict[str, torch.Tensor],
+    train: Split,
+    dataset_meta: dict[str, Any],
+    parameters: dict[str, Any],
+) -> pd.DataFrame:
+    """Phase C's scores: every sample's contribution c_i under the mask phase B has just
+    chosen (``jmds.rescore_samples: false``: under the mask before it)."""
+    config = run_config_of(parameters)
+    meta = DatasetMeta.from_dict(dataset_meta)
+    model = model_from_state(config, meta, state)
+    masks = masks_after if config.jmds.rescore_samples else masks_before
+    result = score_samples(model, masks, kept[KEPT], train, config.jmds,
+                           evidence_config(config, meta), config.resolved_device())
+    labels = train["y"] if train["y"].dim() == 1 else torch.full_like(train["id"], -1)
+    return pd.DataFrame(
+        {
+            "id": train["id"].numpy(),
+            "label": labels.numpy(),
+            "kept": kept[KEPT].numpy(),
+            "contribution": result.sample_contribution.double().numpy(),
+            "loss": result.sample_loss.double().numpy(),
+            "leverage": result.sample_leverage.double().numpy(),
+        }
+    )
 
 
 def update_mask(
@@ -147,13 +183,22 @@ def update_samples(
     kept: dict[str, torch.Tensor],
     train: Split,
     parameters: dict[str, Any],
+    previous_table: pd.DataFrame | None = None,
+    *,
     round_index: int,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Phase D: keep the samples with the best evidence contribution under the budget."""
+    """Phase C's update: keep the samples with the best score under the budget. The score
+    is this round's c_i, or (``sample_score: contribution_mean``) its mean over the rounds
+    so far, carried in the previous round's table."""
     config = run_config_of(parameters).jmds
-    contributions = torch.tensor(sample_scores["contribution"].to_numpy())
-    new_kept = next_kept(contributions, train["y"], kept[KEPT], config, round_index)
-    table = sample_scores.assign(kept=new_kept.numpy())
+    score = torch.tensor(sample_scores["contribution"].to_numpy())
+    if config.sample_score == "contribution_mean" and previous_table is not None:
+        if not (previous_table["id"].to_numpy() == sample_scores["id"].to_numpy()).all():
+            raise ValueError("the previous round's sample table is not aligned with this one")
+        score = running_mean(torch.tensor(previous_table["score"].to_numpy()), score,
+                             round_index)
+    new_kept = next_kept(score, train["y"], kept[KEPT], config, round_index)
+    table = sample_scores.assign(kept=new_kept.numpy(), score=score.double().numpy())
     return {KEPT: new_kept, "id": kept["id"].clone()}, table
 
 
@@ -161,18 +206,23 @@ def final_retrain(
     rewind_state: dict[str, torch.Tensor],
     masks: dict[str, torch.Tensor],
     kept: dict[str, torch.Tensor],
+    last_evidence: dict[str, Any],
     train: Split,
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame, dict[str, Any]]:
-    """Retrain from the rewind point on the final (m, s); pruned weights stay exactly 0."""
+    """Retrain from the rewind point on the final (m, s), with the last round's prior α
+    when it is tied; pruned weights stay exactly 0."""
     config = run_config_of(parameters)
     meta = DatasetMeta.from_dict(dataset_meta)
     model = model_from_state(config, meta, rewind_state)
+    alpha = _tied_prior(last_evidence, config.jmds.tie_prior)
     outcome = train_model(
         model, train, config.training, device=config.resolved_device(), seed=config.seed,
         masks=masks, kept=kept[KEPT], epochs=config.jmds.final_epochs, description="final",
+        prior_precision=alpha,
+        prior_count=prior_count(train, kept[KEPT], config.jmds.rescale_kept),
     )
     summary = {"seconds": outcome.seconds, "samples_seen": outcome.samples_seen,
-               "epochs": len(outcome.history)}
+               "epochs": len(outcome.history), "prior_precision": alpha}
     return cpu_state(model), history_frame(outcome.history, "final"), summary

@@ -14,6 +14,7 @@ from jmds_pipeline.pipelines.jmds.nodes import (
     final_retrain,
     initial_sparsity,
     score_round,
+    score_round_samples,
     train_round,
     update_mask,
     update_samples,
@@ -29,14 +30,15 @@ def _for_round(func, round_index: int):  # type: ignore[no-untyped-def]
 
 
 def round_template(round_index: int) -> Pipeline:
-    """One round. Round 1 scores the dense model itself, so it has no training node."""
+    """One round: train → estimate_evidence → update_mask → score_samples (under the new
+    mask) → update_samples. Round 1 scores the dense model itself: no training node."""
     nodes = []
     if round_index > 1:
         nodes.append(
             node(
                 train_round,
-                ["rewind_state", "state_in", "masks_in", "kept_in", "train_split",
-                 "val_split", "dataset_meta", "parameters"],
+                ["rewind_state", "state_in", "masks_in", "kept_in", "evidence_in",
+                 "train_split", "val_split", "dataset_meta", "parameters"],
                 ["state", "train_log"],
                 name="train",
             )
@@ -45,7 +47,7 @@ def round_template(round_index: int) -> Pipeline:
         node(
             score_round,
             ["state", "masks_in", "kept_in", "train_split", "dataset_meta", "parameters"],
-            ["weight_scores", "sample_scores", "evidence"],
+            ["weight_scores", "evidence"],
             name="estimate_evidence",
         ),
         node(
@@ -55,8 +57,16 @@ def round_template(round_index: int) -> Pipeline:
             name="update_mask",
         ),
         node(
+            score_round_samples,
+            ["state", "masks_in", "masks", "kept_in", "train_split", "dataset_meta",
+             "parameters"],
+            "sample_scores",
+            name="score_samples",
+        ),
+        node(
             _for_round(update_samples, round_index),
-            ["sample_scores", "kept_in", "train_split", "parameters"],
+            ["sample_scores", "kept_in", "train_split", "parameters"]
+            + (["table_in"] if round_index > 1 else []),
             ["kept", "sample_table"],
             name="update_samples",
         ),
@@ -91,6 +101,8 @@ def create_pipeline(rounds: int) -> Pipeline:
             mapping["state"] = "dense_state"
         else:
             mapping["state_in"] = "dense_state" if r == 2 else f"{previous}.state"
+            mapping["evidence_in"] = f"{previous}.evidence"
+            mapping["table_in"] = f"{previous}.sample_table"
         template = round_template(r)
         shared = SHARED_INPUTS & template.inputs()
         unrolled += pipeline(
@@ -109,7 +121,7 @@ def create_pipeline(rounds: int) -> Pipeline:
             node(
                 final_retrain,
                 ["rewind_state", f"round_{rounds}.masks", f"round_{rounds}.kept",
-                 "train_split", "dataset_meta", "parameters"],
+                 f"round_{rounds}.evidence", "train_split", "dataset_meta", "parameters"],
                 ["jmds.final_state", "jmds.final_history", "jmds.final_training"],
                 name="jmds.final_retrain",
             ),

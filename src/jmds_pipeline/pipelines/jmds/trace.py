@@ -28,6 +28,9 @@ def round_trace(*rounds: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
             {
                 "round": index + 1,
                 "log_evidence": float(evidence["log_evidence"]),
+                "objective": float(evidence.get("objective", evidence["log_evidence"])),
+                "stationarity": float(evidence.get("stationarity", {}).get("relative",
+                                                                          float("nan"))),
                 "prior_precision": float(
                     alpha if isinstance(alpha, float | int)
                     else torch.tensor(list(alpha.values())).double().mean()
