@@ -165,6 +165,11 @@ class CompareConfig(_Section):
     )
     seeds: tuple[int, ...] = Field((0, 1, 2), min_length=1)
     budgets: tuple[tuple[float, float], ...] = Field(((0.8, 0.5), (0.9, 0.7)), min_length=1)
+    # paired differences (a − b, per budget, over the seeds both ran) in the summary
+    paired: tuple[tuple[str, str], ...] = (
+        ("jmds", "phased"), ("jmds_default", "phased"), ("jmds", "imp"),
+        ("jmds_data_only", "random_data"), ("jmds_default_data_only", "random_data"),
+    )
     el2n_models: int = Field(2, ge=1)
     el2n_epoch_fraction: float = Field(0.1, gt=0, le=1)
     grid: GridConfig = Field(default_factory=GridConfig)

@@ -329,6 +329,13 @@ def run_jmds_default(context: Context, dense: DenseRun, budget: Budget) -> dict[
     return _jmds(context, dense, budget, "jmds_default", _jmds_config(context, budget))
 
 
+def run_jmds_default_data_only(context: Context, dense: DenseRun, budget: Budget
+                               ) -> dict[str, Any]:
+    """The configured default's data step alone (all weights kept)."""
+    return _jmds(context, dense, budget, "jmds_default_data_only",
+                 _jmds_config(context, budget, prune_model=False))
+
+
 def run_jmds_model_only(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
     return _jmds(context, dense, budget, "jmds_model_only",
                  _jmds_config(context, budget, **PAPER, prune_data=False))
@@ -389,6 +396,7 @@ METHODS: dict[str, tuple[Method, str]] = {
     "jmds": (run_jmds, "joint"),
     "jmds_diag": (run_jmds_diag, "joint"),
     "jmds_default": (run_jmds_default, "joint"),
+    "jmds_default_data_only": (run_jmds_default_data_only, "data"),
     **{name: (_variant(name, **PAPER | changes), "joint") for name, changes in VARIANTS.items()},
     **{f"{name}_data_only": (_variant(f"{name}_data_only", **PAPER | changes,
                                       prune_model=False), "data")

@@ -53,3 +53,40 @@ def paired_difference(
             "per_seed": [float(d) for d in differences],
         })
     return rows
+
+
+def _spearman(x: pd.Series, y: pd.Series) -> dict[str, float]:
+    keep = x.notna() & y.notna()
+    n = int(keep.sum())
+    if n < 3:
+        return {"rho": math.nan, "p_value": math.nan, "n": n}
+    result = stats.spearmanr(x[keep], y[keep])
+    return {"rho": float(result.statistic), "p_value": float(result.pvalue), "n": n}
+
+
+def evidence_accuracy_correlation(
+    results: pd.DataFrame, method: str = "jmds", metric: str = "test_accuracy",
+) -> dict[str, dict[str, float]]:
+    """The paper's claim "the drop in marginal likelihood is highly correlated with accuracy
+    loss", measured two ways as Spearman rank correlations:
+
+    - ``across_budgets``: over ``method``'s rows (budgets, grid points, seeds), the final
+      model's log evidence against its ``metric``;
+    - ``across_rounds``: over every round of every run, the log evidence of the model
+      scored in that round against its validation accuracy (``round<k>_*`` columns).
+    """
+    rows = results[results["method"] == method]
+    across_budgets = _spearman(rows.get("log_evidence", pd.Series(dtype=float)),
+                               rows.get(metric, pd.Series(dtype=float)))
+    evidence_columns = sorted(c for c in rows.columns
+                              if c.startswith("round") and c.endswith("_log_evidence"))
+    pairs = [(rows[c], rows[c.replace("_log_evidence", "_val_accuracy")])
+             for c in evidence_columns
+             if c.replace("_log_evidence", "_val_accuracy") in rows.columns]
+    if pairs:
+        evidence = pd.concat([p[0] for p in pairs], ignore_index=True)
+        accuracy = pd.concat([p[1] for p in pairs], ignore_index=True)
+        across_rounds = _spearman(evidence, accuracy)
+    else:
+        across_rounds = _spearman(pd.Series(dtype=float), pd.Series(dtype=float))
+    return {"across_budgets": across_budgets, "across_rounds": across_rounds}

@@ -10,7 +10,11 @@ from matplotlib.figure import Figure
 
 from jmds_pipeline.comparison.methods import Budget, Context, DenseRun, dense_run, run_jmds
 from jmds_pipeline.comparison.runner import run_method
-from jmds_pipeline.comparison.stats import paired_difference, summary_table
+from jmds_pipeline.comparison.stats import (
+    evidence_accuracy_correlation,
+    paired_difference,
+    summary_table,
+)
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.reporting import comparison_markdown
 from jmds_pipeline.runtime import run_config_of
@@ -57,6 +61,8 @@ def summarise(parameters: dict[str, Any], *tables: pd.DataFrame) -> tuple[
     results = pd.concat([t for t in tables if len(t)], ignore_index=True)
     table = summary_table(results)
     differences = paired_difference(results, "jmds", "phased")
+    paired = [row for a, b in config.compare.paired
+              for row in paired_difference(results, a, b)]
     markdown = comparison_markdown(config.dataset, config.model, table, differences)
     payload = {
         "dataset": config.dataset,
@@ -67,6 +73,7 @@ def summarise(parameters: dict[str, Any], *tables: pd.DataFrame) -> tuple[
         "round_epochs": config.jmds.round_epochs,
         "rows": results.to_dict(orient="records"),
         "jmds_minus_phased": differences,
+        "paired": paired,
     }
     return (results, table, markdown, payload,
             _scatter(table, "inference_flops_vs_dense_mean", "inference FLOPs × dense"),
@@ -115,3 +122,12 @@ def jmds_grid(runs: list[DenseRun], train: Split, val: Split, test: Split,
     figure.colorbar(image, ax=axis)
     figure.tight_layout()
     return frame, figure
+
+
+def evidence_correlation(results: pd.DataFrame, grid: pd.DataFrame) -> dict[str, Any]:
+    """Does the log evidence track accuracy? Spearman correlations across the compare
+    budgets, across the heat-map grid and across rounds (see comparison.stats)."""
+    return {
+        "table": evidence_accuracy_correlation(results),
+        "grid": evidence_accuracy_correlation(grid) if len(grid) else None,
+    }

@@ -6,6 +6,7 @@ from jmds_pipeline.comparison.methods import METHODS
 from jmds_pipeline.pipelines.compare.nodes import (
     compare_method,
     dense_runs,
+    evidence_correlation,
     jmds_grid,
     summarise,
 )
@@ -32,5 +33,7 @@ def create_pipeline() -> Pipeline:
             ),
             node(jmds_grid, ["compare.dense_runs", *SPLITS],
                  ["compare.grid", "compare.grid_heatmap"], name="compare_jmds_grid"),
+            node(evidence_correlation, ["compare.results", "compare.grid"],
+                 "compare.evidence_correlation", name="compare_evidence_correlation"),
         ]
     )
