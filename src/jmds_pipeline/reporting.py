@@ -51,6 +51,35 @@ def print_summary(title: str, runs: Mapping[str, Mapping[str, float]]) -> None:
     console.print(table)
 
 
+ROUND_COLUMNS = {"round": "round", "log_evidence": "log Z", "objective": "objective J",
+                 "stationarity": "‖∇log joint‖ rel.", "prior_precision": "α",
+                 "model_sparsity": "model sp.", "data_sparsity": "data sp.",
+                 "val_accuracy": "val acc"}
+EVIDENCE_NOTE = (
+    "log Z is the Laplace evidence of the kept samples (weighted N/K, so every subset is on "
+    "the full data's scale) at the round's scored model; objective J = log Z − λ1‖m‖₀ − "
+    "λ2‖s‖₀ (= log Z in target mode). Round r's model is trained under (m, s) of round r−1 "
+    "and scored there: pruning weights costs fit and gains Occam; dropping samples with "
+    "low contribution raises log Z (every likelihood factor is ≤ 1), which is why, between "
+    "data subsets, a higher log Z is no sign of better generalisation. The stationarity "
+    "column is ‖∇ log joint‖ relative to its likelihood and prior parts at the scored θ: "
+    "0 at a mode (where the Laplace expansion is meant to be taken), about 1 far from it."
+)
+
+
+def print_rounds(trace: pd.DataFrame) -> None:
+    """The rounds, as the run ends: what JMDS maximised and where it was evaluated."""
+    table = Table(title="JMDS rounds (each row: the model scored in that round)")
+    columns = [c for c in ROUND_COLUMNS if c in trace.columns]
+    for column in columns:
+        table.add_column(ROUND_COLUMNS[column], justify="right")
+    for _, row in trace.iterrows():
+        table.add_row(*(_format(row[c]) if c != "round" else str(int(row[c]))
+                        for c in columns))
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(table)
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -79,7 +108,8 @@ def jmds_report(
             "",
             "## Rounds",
             "",
-            "Each row is the model scored in that round (round 1: the dense model).",
+            "Each row is the model scored in that round (round 1: the dense model). "
+            + EVIDENCE_NOTE,
             "",
             markdown_table(list(trace.columns), trace_rows),
             "![evidence and accuracy per round](round_curves.png)",
@@ -105,6 +135,8 @@ def comparison_markdown(
               "train time ×dense", "total time ×dense", "inference FLOPs ×dense",
               "training FLOPs", "log evidence", "seeds"]
     perplexity = "test_perplexity_mean" in table.columns
+    if "val_accuracy_mean" in table.columns:
+        header.insert(4, "val acc (mean)")
     if perplexity:  # language models: perplexity is the headline number
         header.insert(3, "test ppl (mean ± std)")
     rows = [
@@ -115,6 +147,7 @@ def comparison_markdown(
             *([f"{row['test_perplexity_mean']:.3f} ± {row['test_perplexity_std']:.3f}"]
               if perplexity else []),
             f"{row['test_accuracy_mean']:.4f} ± {row['test_accuracy_std']:.4f}",
+            *([f"{row['val_accuracy_mean']:.4f}"] if "val_accuracy_mean" in row else []),
             f"{row['time_vs_dense_mean']:.2f}",
             f"{row['total_vs_dense_mean']:.2f}",
             f"{row['inference_flops_vs_dense_mean']:.3f}",
@@ -125,12 +158,13 @@ def comparison_markdown(
         for _, row in table.iterrows()
     ]
     lines = [f"# {dataset} / {model}: methods compared", "", markdown_table(header, rows)]
-    lines.append("## JMDS − phased (test accuracy, paired by seed, 95 % t interval)\n")
+    lines.append("## Paired differences (test accuracy, paired by seed, 95 % t interval)\n")
     for d in differences:
-        verdict = ("JMDS better" if d["ci_low"] > 0 else "phased better" if d["ci_high"] < 0
-                   else "no significant difference")
+        first, _, second = str(d["comparison"]).partition(" - ")
+        verdict = (f"{first} better" if d["ci_low"] > 0 else f"{second} better"
+                   if d["ci_high"] < 0 else "no significant difference")
         lines.append(
-            f"- budget ({d['target_model_sparsity']:.0%} model, "
+            f"- {d['comparison']}, budget ({d['target_model_sparsity']:.0%} model, "
             f"{d['target_data_sparsity']:.0%} data): {d['mean_difference']:+.4f} "
             f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['seeds']} seeds — {verdict}"
         )

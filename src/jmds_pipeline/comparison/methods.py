@@ -362,7 +362,10 @@ PAPER = {"keep": "high", "sample_selection": "class_balanced", "rescore_samples"
          "sample_score": "contribution", "tie_prior": True}
 VARIANTS: dict[str, dict[str, Any]] = {
     "jmds_keep_hard": {"keep": "low"},  # the previous default: keep low c_i
-    "jmds_ccs": {"sample_selection": "stratified", "hard_cutoff": 0.1},  # coverage (CCS)
+    "jmds_ccs_trim": {"sample_selection": "stratified", "hard_cutoff": 0.1},  # CCS with β
+    "jmds_coverage": {"sample_selection": "stratified"},  # CCS coverage over c_i, no trim
+    # drop the 5 % lowest c_i of the candidates each round, the rest uniformly at random
+    "jmds_trim_random": {"sample_selection": "stratified", "strata": 1, "hard_cutoff": 0.05},
     "jmds_mean_score": {"sample_score": "contribution_mean"},  # c_i averaged over rounds
     "jmds_untied": {"tie_prior": False},  # rounds trained without the evidence's prior
     "jmds_stale_scores": {"rescore_samples": False},  # phase C before the mask changed

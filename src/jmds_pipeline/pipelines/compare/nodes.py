@@ -63,7 +63,7 @@ def summarise(parameters: dict[str, Any], *tables: pd.DataFrame) -> tuple[
     differences = paired_difference(results, "jmds", "phased")
     paired = [row for a, b in config.compare.paired
               for row in paired_difference(results, a, b)]
-    markdown = comparison_markdown(config.dataset, config.model, table, differences)
+    markdown = comparison_markdown(config.dataset, config.model, table, paired)
     payload = {
         "dataset": config.dataset,
         "model": config.model,

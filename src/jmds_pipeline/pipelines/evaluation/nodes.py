@@ -11,7 +11,7 @@ from matplotlib.figure import Figure
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.evidence import estimate_evidence
 from jmds_pipeline.plots import layer_density, round_curves
-from jmds_pipeline.reporting import jmds_report, print_summary
+from jmds_pipeline.reporting import jmds_report, print_rounds, print_summary
 from jmds_pipeline.runtime import evidence_config, model_from_state, run_config_of
 from jmds_pipeline.sparsity.masks import layer_summary
 from jmds_pipeline.sparsity.rounds import kept_weights
@@ -77,6 +77,7 @@ def evaluate_jmds(
     metrics["total_vs_dense"] = total / dense_training["seconds"]
     runs = {"dense": dense_metrics, "jmds": metrics}
     title = f"{config.dataset} / {config.model}: JMDS vs dense"
+    print_rounds(round_trace)
     print_summary(title, runs)
     report = jmds_report(title, runs, round_trace, config.model_dump(mode="json"))
     summary = layer_summary(masks)
