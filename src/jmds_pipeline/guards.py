@@ -118,7 +118,7 @@ def warn_if_not_learned(history_loss: float, num_classes: int, phase: str) -> bo
     if not did_not_learn(history_loss, num_classes):
         return False
     logger.warning(
-        "%s training did not learn: final train loss %.4f ≈ ln %d = %.4f (chance level); "
+        "%s: training did not learn: final train loss %.4f ≈ ln %d = %.4f (chance level); "
         "the schedule is probably too short (training.epochs, jmds.final_epochs) or the "
         "learning rate is off", phase, history_loss, num_classes, math.log(num_classes),
     )
