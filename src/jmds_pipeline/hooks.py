@@ -20,13 +20,15 @@ from typing import Any
 import pandas as pd
 import torch
 from kedro.framework.hooks import hook_impl
+from kedro.io import DatasetError
 
 from jmds_pipeline.config import ConfigError, RunConfig, validate_parameters
-from jmds_pipeline.errors import install_short_errors
+from jmds_pipeline.errors import RunError, install_short_errors
 from jmds_pipeline.guards import warn_if_not_learned
 from jmds_pipeline.integrity import check_masks_fit, masked_state
 from jmds_pipeline.pipeline_registry import configured_rounds, rounds_source
 from jmds_pipeline.provenance import (
+    ProvenanceError,
     current_digest,
     file_digest,
     flat_parameters,
@@ -124,17 +126,32 @@ class RunSetupHooks:
         )
 
     def _verify_persisted_inputs(self, pipeline: Any, catalog: Any, parameters: Any) -> None:
-        """Every input this run reads but does not write: recorded, intact, current."""
+        """Every input this run reads but does not write: recorded, intact, current.
+
+        All inputs are checked and every problem reported (one line each), so a resume
+        that needs several stages redone says so at once.
+        """
+        problems: list[Exception] = []
         for name in sorted(pipeline.inputs()):
             path = filepath_of(catalog, name)
             if path is None or not path.exists():
                 continue  # in memory, or missing: Kedro's load names the missing file
-            recorded = verify_input(name, path, self._flat,
-                                    lambda source: filepath_of(catalog, source))
-            if _is_masks(name):
-                self._check_masks(name, catalog.load(name), parameters, catalog, {})
-            elif not recorded:
-                catalog.load(name)  # no record (older run): at least prove it readable
+            try:
+                recorded = verify_input(name, path, self._flat,
+                                        lambda source: filepath_of(catalog, source))
+                if _is_masks(name):
+                    self._check_masks(name, catalog.load(name), parameters, catalog, {})
+                elif not recorded:
+                    catalog.load(name)  # no record (older run): at least prove it readable
+            except (RunError, DatasetError) as error:
+                problems.append(error)
+        if len(problems) == 1:
+            raise problems[0]
+        if problems:
+            raise ProvenanceError(
+                f"{len(problems)} inputs of this run cannot be used:\n  "
+                + "\n  ".join(str(problem) for problem in problems)
+            )
 
     @hook_impl
     def after_pipeline_run(self) -> None:

@@ -7,10 +7,10 @@ import os
 import sys
 from pathlib import Path
 
-from kedro.config import OmegaConfigLoader
 from kedro.framework.project import settings
 from kedro.pipeline import Pipeline
 
+from jmds_pipeline.conf_loader import NamingConfigLoader
 from jmds_pipeline.pipelines.compare import pipeline as compare
 from jmds_pipeline.pipelines.data_loading import pipeline as data_loading
 from jmds_pipeline.pipelines.evaluation import pipeline as evaluation
@@ -55,7 +55,7 @@ def configured_rounds(conf_source: str | Path | None = None) -> int:
         logger.warning("no %s/base: building %d JMDS rounds", source, DEFAULT_ROUNDS)
         return DEFAULT_ROUNDS
     env = run_env()
-    loader = OmegaConfigLoader(
+    loader = NamingConfigLoader(
         str(source), base_env="base", default_run_env="base",
         env=env if (source / env).is_dir() else None,
         merge_strategy={"parameters": "soft"},

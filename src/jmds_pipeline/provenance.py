@@ -39,6 +39,9 @@ _ROUNDS = (*_DENSE, "jmds")
 SCOPES: dict[str, tuple[str, ...]] = {
     "load_splits": _DATA,
     "pretrain_dense": _DENSE,
+    # All weights active, all samples kept: only which layers are prunable matters.
+    "jmds.initial_sparsity": (*_DATA, "model", "model_options", "jmds.include_output_layer",
+                              "jmds.include_embeddings"),
     "evaluate_dense": _DENSE,
     "evaluate_jmds": _ROUNDS,
 }
