@@ -158,3 +158,30 @@ def test_chance_level_loss_is_ln_c_and_is_reported(caplog: pytest.LogCaptureFixt
         assert warn_if_not_learned(uniform, 10, "jmds.final_history")
     assert "jmds.final_history: training did not learn" in caplog.text
     assert "ln 10" in caplog.text
+
+
+class _Trap:
+    """Unpickling this creates a file: proof that a pickle was (not) loaded."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (open, (str(self.marker), "w"))
+
+
+def test_cifar_files_that_are_not_the_release_are_never_unpickled(tmp_path: Path):
+    import pickle
+
+    from jmds_pipeline.data import load_dataset
+    from jmds_pipeline.data.vision import DatasetIntegrityError
+    from tests.data.test_vision_datasets import write_cifar10
+
+    write_cifar10(tmp_path)
+    marker = tmp_path / "unpickled"
+    batch = tmp_path / "cifar-10-batches-py" / "data_batch_1"
+    batch.write_bytes(pickle.dumps(_Trap(marker)))
+    with pytest.raises(DatasetIntegrityError, match=r"data_batch_1 has md5 [0-9a-f]{32}, not the "
+                                                    r"official c99cafc152244af753f735de768cd75f"):
+        load_dataset("cifar10", raw_dir=tmp_path, seed=0)
+    assert not marker.exists()
