@@ -117,7 +117,7 @@ def test_a_config_error_on_the_command_line_is_short(tmp_path: Path):
            "JMDS_VERBOSE": "0", "COLUMNS": "200"}
     done = subprocess.run(
         [sys.executable, "-m", "kedro", "run", "--params", "dataset=digits,trainng.epochs=3"],
-        cwd=project, env=env, capture_output=True, text=True, timeout=300,
+        cwd=project, env=env, capture_output=True, text=True, timeout=900,  # a loaded CI machine
     )
     assert done.returncode == 1
     assert "trainng: unknown key; did you mean 'training'?" in done.stderr
