@@ -11,6 +11,9 @@ section, so ``--params dataset=cifar10`` picks the CIFAR recipe and
 
 from __future__ import annotations
 
+import difflib
+import types
+import typing
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -19,17 +22,39 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
+from jmds_pipeline.errors import RunError
 
-class ConfigError(ValueError):
+
+class ConfigError(RunError):
     """A parameter is invalid; the message names the key, its value and what is accepted."""
 
 
+def _leaf_types(annotation: Any) -> set[Any]:
+    """The plain types an annotation accepts (``int | None`` → {int, NoneType})."""
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return set().union(*(_leaf_types(arg) for arg in typing.get_args(annotation)))
+    return {annotation}
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Finite floats only: `training.lr=inf` is a typo, never a setting.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_bool_for_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        # pydantic's lax mode reads `epochs: true` as 1; a boolean is never a count.
+        if isinstance(value, bool) and info.field_name is not None:
+            leaves = _leaf_types(cls.model_fields[info.field_name].annotation)
+            if bool not in leaves and leaves & {int, float}:
+                kind = "an integer" if int in leaves else "a number"
+                raise ValueError(f"a boolean is not a number; accepted: {kind}")
+        return value
 
 
 class TrainingConfig(_Section):
@@ -265,22 +290,79 @@ def deep_merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str
     return merged
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One line per problem: ``key = value: reason``."""
+TOP_LEVEL_EXTRAS = frozenset({"recipes"})
+"""Top-level parameter keys that are not :class:`RunConfig` fields but are read."""
+
+
+def _section_at(model: type[BaseModel], path: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The section model that the dotted ``path`` (without its last key) lands in."""
+    for part in path:
+        field = model.model_fields.get(str(part))
+        if field is None:
+            return None
+        nested = [t for t in _leaf_types(field.annotation)
+                  if isinstance(t, type) and issubclass(t, BaseModel)]
+        if not nested:
+            return None
+        model = nested[0]
+    return model
+
+
+def suggestion(key: str, candidates: typing.Iterable[str]) -> str:
+    """``"; did you mean 'training'?"`` for the closest candidate, else ``""``."""
+    close = difflib.get_close_matches(key, sorted(candidates), n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_key_line(path: tuple[Any, ...], candidates: typing.Iterable[str]) -> str:
+    key = ".".join(str(part) for part in path)
+    return f"{key}: unknown key{suggestion(str(path[-1]), candidates)}"
+
+
+def format_validation_error(error: ValidationError, model: type[BaseModel] | None = None) -> str:
+    """One line per problem: ``key = value: reason``; unknown keys get a "did you mean"."""
+    problems = error.errors()
+    dataset_is_bad = any(p["loc"][:1] == ("dataset",) for p in problems)
     lines = []
-    for problem in error.errors():
+    for problem in problems:
         key = ".".join(str(part) for part in problem["loc"])
         value = problem.get("input")
         message = problem["msg"].removeprefix("Value error, ")
         if not key:  # a cross-field check: its message already names the keys
             lines.append(message)
         elif problem["type"] == "missing":
+            if key == "model" and dataset_is_bad:
+                continue  # the model follows from the dataset, whose line says what's wrong
             lines.append(f"{key}: required but not set")
         elif problem["type"] == "extra_forbidden":
-            lines.append(f"{key} = {value!r}: unknown key (check its spelling)")
+            section = _section_at(model, problem["loc"][:-1]) if model else None
+            candidates = section.model_fields if section else ()
+            lines.append(unknown_key_line(problem["loc"], candidates))
         else:
             lines.append(f"{key} = {value!r}: {message}")
+    return lines_error(lines)
+
+
+def lines_error(lines: list[str]) -> str:
     return "invalid parameters:\n  " + "\n  ".join(lines)
+
+
+def unknown_top_level_keys(parameters: Mapping[str, Any]) -> list[str]:
+    """One line per top-level key (or recipe key) that nothing reads."""
+    fields = set(RunConfig.model_fields)
+    known = fields | TOP_LEVEL_EXTRAS
+    lines = [unknown_key_line((key,), known) for key in parameters if key not in known]
+    recipes = parameters.get("recipes") or {}
+    if isinstance(recipes, Mapping):
+        from jmds_pipeline.data import DATASETS
+
+        for name, recipe in recipes.items():
+            if name not in DATASETS:
+                lines.append(unknown_key_line(("recipes", name), DATASETS))
+            elif isinstance(recipe, Mapping):
+                lines += [unknown_key_line(("recipes", name, key), fields - {"dataset"})
+                          for key in recipe if key not in fields - {"dataset"}]
+    return lines
 
 
 def recipe_for(parameters: Mapping[str, Any]) -> dict[str, Any]:
@@ -310,10 +392,15 @@ def build_run_config(parameters: Mapping[str, Any]) -> RunConfig:
             payload["model"] = default_model_for(payload["dataset"])
         except (KeyError, ValueError):
             payload.pop("model", None)  # the dataset's own error says what is wrong
+    unknown = unknown_top_level_keys(parameters)
     try:
-        return RunConfig.model_validate(payload)
+        config = RunConfig.model_validate(payload)
     except ValidationError as error:
-        raise ConfigError(format_validation_error(error)) from None
+        lines = format_validation_error(error, RunConfig).splitlines()[1:]
+        raise ConfigError(lines_error(unknown + [line.strip() for line in lines])) from None
+    if unknown:
+        raise ConfigError(lines_error(unknown))
+    return config
 
 
 def validate_parameters(parameters: Mapping[str, Any]) -> RunConfig:

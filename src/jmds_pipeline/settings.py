@@ -1,12 +1,11 @@
 """Kedro project settings."""
 
-from kedro.config import OmegaConfigLoader
-
+from jmds_pipeline.conf_loader import NamingConfigLoader
 from jmds_pipeline.hooks import RunSetupHooks
 
 HOOKS = (RunSetupHooks(),)
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+CONFIG_LOADER_CLASS = NamingConfigLoader  # names the file when one is unreadable
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -6,6 +6,7 @@ model's first module scales them to [0, 1] and normalises them with ``meta.mean/
 
 from __future__ import annotations
 
+import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +19,7 @@ from jmds_pipeline.data.errors import DatasetNotFoundError
 from jmds_pipeline.data.options import check_at_least, check_fraction
 from jmds_pipeline.data.splits import carve, make_split
 from jmds_pipeline.data.types import DatasetMeta, Split
+from jmds_pipeline.errors import RunError
 
 # Per-channel statistics of the training images, the values commonly used for each set.
 CIFAR10_MEAN, CIFAR10_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
@@ -29,6 +31,9 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 class CIFAROptions:
     download: bool = False  # let torchvision fetch the archive into raw_dir if files are missing
     val_fraction: float = 0.1
+    # The batches are pickles (unpickling runs code): only the official files, whose md5
+    # torchvision knows, are read. false: read files that differ (own re-exports, tests).
+    verify_md5: bool = True
 
     def __post_init__(self) -> None:
         check_fraction(self.val_fraction, "val_fraction")
@@ -52,6 +57,30 @@ def _extracted(base: type) -> type:
             "meta": {**base.meta, "md5": None},
         },
     )
+
+
+class DatasetIntegrityError(RunError):
+    """A dataset file is not the official release's (its md5 differs)."""
+
+
+def md5_of(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, lambda: hashlib.md5(usedforsecurity=False)).hexdigest()
+
+
+def check_cifar_md5(raw_dir: Path, dataset_class: type) -> None:
+    """Every file torchvision knows an md5 for must have it, before anything is unpickled."""
+    folder = raw_dir / dataset_class.base_folder
+    known = [*dataset_class.train_list, *dataset_class.test_list,
+             [dataset_class.meta["filename"], dataset_class.meta["md5"]]]
+    for name, expected in known:
+        path = folder / name
+        if expected and path.is_file() and md5_of(path) != expected:
+            raise DatasetIntegrityError(
+                f"{path} has md5 {md5_of(path)}, not the official {expected}: it is not the "
+                f"{dataset_class.__name__} release (re-extract {dataset_class.filename}); "
+                "files you made yourself are read with dataset_options.verify_md5=false"
+            )
 
 
 def cifar_files(raw_dir: Path, dataset_class: type) -> list[Path]:
@@ -82,6 +111,8 @@ def load_cifar(
             f"{raw_dir}, or set the dataset option download: true "
             "(e.g. --params dataset_options.download=true) to have torchvision fetch it.",
         )
+    if options.verify_md5:
+        check_cifar_md5(raw_dir, base)
     dataset_class = _extracted(base)
     train_set = dataset_class(root=str(raw_dir), train=True, download=options.download)
     test_set = dataset_class(root=str(raw_dir), train=False, download=False)

@@ -101,3 +101,16 @@ def resolve_prunable(
         ):
             out.append(names[id(w)])
     return out
+
+
+
+def check_finite_weights(model: nn.Module) -> None:
+    """Refuse NaN/inf in any parameter or buffer, naming the tensor.
+
+    Left alone they surface as unrelated torch errors (``multinomial``, ``linalg.eigh``)
+    deep in the curvature code. (The pipeline hands this engine θ ⊙ m: see
+    ``jmds_pipeline.provenance.masked_state``.)
+    """
+    from jmds_pipeline.guards import check_finite_tensors, model_tensors
+
+    check_finite_tensors(model_tensors(model), "the model given to the evidence")

@@ -23,7 +23,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .checks import canonical_names, check_data, check_masks, resolve_prunable
+from .checks import (
+    canonical_names,
+    check_data,
+    check_finite_weights,
+    check_masks,
+    resolve_prunable,
+)
 from .config import EvidenceConfig, EvidenceResult
 from .curvature.capture import Handler, build_handlers, capturing
 from .curvature.diag import DiagBlock
@@ -234,6 +240,7 @@ def estimate_evidence(
     if not names:
         raise ValueError("model has no parameters that require grad")
     masks_c = check_masks(model, names, masks)
+    check_finite_weights(model)
     prunable_l = resolve_prunable(model, names, masks_c, prunable)
     first = next(iter(model.parameters()))
     orig_device, was_training = first.device, model.training

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from jmds_pipeline.config import TrainingConfig
 from jmds_pipeline.data.types import Split
+from jmds_pipeline.guards import TrainingGuard
 from jmds_pipeline.sparsity.masks import apply_masks
 from jmds_pipeline.training.augment import random_crop_flip, random_shift
 from jmds_pipeline.training.batches import batch_loader, kept_rows
@@ -133,6 +134,7 @@ def train_model(
         optimizer, lambda step: lr_factor(step, total_steps, warmup_steps, config)
     )
     augment_generator = torch.Generator().manual_seed(seed + 1)
+    guard = TrainingGuard(description, config.lr)  # NaN/inf stops the run, naming the step
     outcome = TrainOutcome()
     if rewind_epoch == 0:
         outcome.rewind_state = cpu_state(model)
@@ -146,7 +148,8 @@ def train_model(
         loss_sum = torch.zeros((), dtype=torch.float64)
         correct_sum = 0
         seen = 0
-        for batch in loader:
+        batch_index = -1
+        for batch_index, batch in enumerate(loader):
             x = batch["x"]
             if config.augment == "crop_flip" and x.dim() == 4:
                 x = random_crop_flip(x, generator=augment_generator)
@@ -162,6 +165,7 @@ def train_model(
             loss = sample_loss.sum() / tokens_per_sample(y).sum()
             if prior_scale:
                 loss = loss + prior_scale * sum(p.square().sum() for p in trainable)
+            guard.check_loss(loss, epoch, batch_index)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip is not None:
@@ -170,12 +174,14 @@ def train_model(
             scheduler.step()
             if device_masks is not None:
                 apply_masks(model, device_masks)
+            guard.after_step(model, epoch, batch_index)
             detached = logits.detach()
             loss_sum += sample_loss.detach().sum().double().cpu()
             correct_sum += int(per_sample_correct(detached, y).sum())
             seen += int(y.shape[0])
             if on_batch is not None:
                 on_batch(batch, detached.float().cpu())
+        guard.check_weights(model, epoch, batch_index)
         outcome.samples_seen += seen
         record = {
             "epoch": float(epoch + 1),
