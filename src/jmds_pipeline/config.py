@@ -177,11 +177,11 @@ class CompareConfig(_Section):
     @field_validator("methods")
     @classmethod
     def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
-        from jmds_pipeline.comparison.methods import METHODS
+        from jmds_pipeline.comparison.names import METHOD_KINDS
 
-        unknown = [m for m in methods if m not in METHODS]
+        unknown = [m for m in methods if m not in METHOD_KINDS]
         if unknown:
-            raise ValueError(f"unknown methods {unknown}; accepted: {sorted(METHODS)}")
+            raise ValueError(f"unknown methods {unknown}; accepted: {sorted(METHOD_KINDS)}")
         return methods
 
     @field_validator("budgets")
