@@ -205,6 +205,7 @@ class RunConfig(_Section):
     model_options: dict[str, Any] = Field(default_factory=dict)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     rewind_epoch: int = Field(1, ge=0)
+    dvclive: bool = True  # per-epoch and per-round DVCLive series (see tracking.py)
     jmds: JMDSConfig = Field(default_factory=JMDSConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
 
