@@ -10,8 +10,10 @@ from jmds_pipeline.plots import (
     DENSE_MARKER,
     budget_index,
     method_colours,
+    method_family,
     pareto_figure,
     pareto_front,
+    row_kind,
 )
 from jmds_pipeline.reporting import comparison_markdown
 
@@ -65,6 +67,19 @@ def test_budget_index(kind: str, model: float, data: float, expected: int | None
     assert budget_index(kind, model, data, [(0.8, 0.5), (0.9, 0.7)]) == expected
 
 
+def test_row_kind_reads_the_measured_sparsities() -> None:
+    assert row_kind(0.0, 0.0) == "none"
+    assert row_kind(0.7996, 0.0) == "model"
+    assert row_kind(0.0, 0.5) == "data"
+    assert row_kind(0.9, 0.7) == "joint"
+
+
+def test_families_take_new_jmds_variants_and_leave_the_rest_apart() -> None:
+    assert method_family("jmds_ccs") == "JMDS"
+    assert method_family("imp") == "model pruning"
+    assert method_family("something_new") == "other"
+
+
 def test_one_hue_per_family_and_distinct_shades_inside_it() -> None:
     colours = method_colours(["jmds", "imp", "jmds_diag", "random_pruning", "dense"])
     assert len(set(colours.values())) == 5
@@ -81,6 +96,8 @@ def _table(perplexity: bool) -> pd.DataFrame:
     metric = "test_perplexity" if perplexity else "test_accuracy"
     frame = pd.DataFrame(rows, columns=["method", "target_model_sparsity",
                                         "target_data_sparsity", "cost", f"{metric}_mean"])
+    frame["model_sparsity_mean"] = frame["target_model_sparsity"] - 0.0004  # ±1 weight
+    frame["data_sparsity_mean"] = frame["target_data_sparsity"]
     if perplexity:
         frame[f"{metric}_mean"] = 1 / frame[f"{metric}_mean"]
     return frame.assign(**{f"{metric}_std": 0.01})

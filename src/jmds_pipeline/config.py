@@ -174,15 +174,9 @@ class CompareConfig(_Section):
     el2n_epoch_fraction: float = Field(0.1, gt=0, le=1)
     grid: GridConfig = Field(default_factory=GridConfig)
 
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
-        from jmds_pipeline.comparison.names import METHOD_KINDS
-
-        unknown = [m for m in methods if m not in METHOD_KINDS]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; accepted: {sorted(METHOD_KINDS)}")
-        return methods
+    # Method names are checked by comparison.runner.check_methods when the compare
+    # pipeline starts, before any training: the methods import this module, so checking
+    # them here made an import cycle (config → comparison.methods → config).
 
     @field_validator("budgets")
     @classmethod

@@ -90,8 +90,20 @@ def pareto_front(costs: np.ndarray, qualities: np.ndarray, *,
 
 
 def method_family(method: str) -> str:
-    return next((family for family, members in METHOD_FAMILIES.items()
-                 if method in members), "other")
+    """The family of ``method``; unlisted ``jmds_*`` variants are JMDS."""
+    listed = next((family for family, members in METHOD_FAMILIES.items()
+                   if method in members), None)
+    if listed is not None:
+        return listed
+    return "JMDS" if method.startswith("jmds") else "other"
+
+
+def row_kind(model_sparsity: float, data_sparsity: float) -> str:
+    """Which sparsities a result row uses, read from the row itself: none (the dense
+    model), model, data or joint. Tolerant of the few weights / samples a target misses."""
+    model, data = model_sparsity > 1e-3, data_sparsity > 1e-3
+    return {(False, False): "none", (True, False): "model", (False, True): "data",
+            (True, True): "joint"}[(model, data)]
 
 
 def method_colours(methods: Sequence[str]) -> dict[str, tuple[float, ...]]:
@@ -142,12 +154,14 @@ def pareto_figure(table: pd.DataFrame, cost: str, cost_label: str,
     its family); marker: the budget; the Pareto front over all points is drawn as a
     staircase and its points are ringed. ``budgets`` defaults to the joint methods' ones.
     """
-    from jmds_pipeline.comparison.names import METHOD_KINDS
-
     perplexity = "test_perplexity_mean" in table.columns
     metric = "test_perplexity" if perplexity else "test_accuracy"
+    # What a row uses is read from its measured sparsities (means over seeds), so any
+    # method, including ones added later, gets its marker without a registry.
+    kinds = [row_kind(m, d) for m, d in zip(table["model_sparsity_mean"],
+                                            table["data_sparsity_mean"], strict=True)]
     if budgets is None:
-        joint = table[table["method"].map(METHOD_KINDS.get) == "joint"]
+        joint = table[[kind == "joint" for kind in kinds]]
         budgets = list(dict.fromkeys(
             zip(joint["target_model_sparsity"], joint["target_data_sparsity"], strict=True)))
     colours = method_colours(list(table["method"]))
@@ -159,10 +173,11 @@ def pareto_figure(table: pd.DataFrame, cost: str, cost_label: str,
     figure, axis = plt.subplots(figsize=(9.5, 5.2))
     used_budgets: set[int | None] = set()
     for i, row in enumerate(table.itertuples(index=False)):
-        kind = METHOD_KINDS.get(row.method, "joint")
+        kind = kinds[i]
         index = budget_index(kind, row.target_model_sparsity, row.target_data_sparsity,
                              budgets)
-        used_budgets.add(index)
+        if kind != "none":
+            used_budgets.add(index)
         marker = (DENSE_MARKER if kind == "none" else
                   BUDGET_MARKERS[index % len(BUDGET_MARKERS)] if index is not None else "x")
         axis.errorbar(x[i], y[i], yerr=error[i], fmt="none", ecolor=colours[row.method],
@@ -187,7 +202,7 @@ def pareto_figure(table: pd.DataFrame, cost: str, cost_label: str,
             for m in members
         ]
     budget_handles = []
-    if None in used_budgets or any(METHOD_KINDS.get(m) == "none" for m in colours):
+    if "none" in kinds:
         budget_handles.append(Line2D([], [], linestyle="none", marker=DENSE_MARKER,
                                      markersize=10, color="0.3", label="dense (no pruning)"))
     for index, (model, data) in enumerate(budgets):
@@ -195,6 +210,9 @@ def pareto_figure(table: pd.DataFrame, cost: str, cost_label: str,
             budget_handles.append(Line2D(
                 [], [], linestyle="none", marker=BUDGET_MARKERS[index % len(BUDGET_MARKERS)],
                 markersize=8, color="0.3", label=f"budget {model:.0%} model / {data:.0%} data"))
+    if None in used_budgets:
+        budget_handles.append(Line2D([], [], linestyle="none", marker="x", markersize=8,
+                                     color="0.3", label="another budget"))
     budget_handles.append(Line2D([], [], color="0.35", linestyle="--",
                                  label="Pareto front (ringed)"))
     methods_legend = axis.legend(handles=method_handles, title="method", fontsize=8,

@@ -9,7 +9,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from jmds_pipeline.comparison.methods import Budget, Context, DenseRun, dense_run, run_jmds
-from jmds_pipeline.comparison.runner import run_method
+from jmds_pipeline.comparison.runner import check_methods, run_method
 from jmds_pipeline.comparison.stats import (
     evidence_accuracy_correlation,
     paired_difference,
@@ -24,6 +24,7 @@ from jmds_pipeline.runtime import run_config_of
 def _context(train: Split, val: Split, test: Split, dataset_meta: dict[str, Any],
              parameters: dict[str, Any]) -> Context:
     config = run_config_of(parameters)
+    check_methods(config.compare.methods)  # every compare node, so before any training
     return Context(config, DatasetMeta.from_dict(dataset_meta), train, val, test,
                    device=config.resolved_device(), el2n_models=config.compare.el2n_models,
                    el2n_epoch_fraction=config.compare.el2n_epoch_fraction)
