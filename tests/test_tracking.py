@@ -88,7 +88,9 @@ def test_rounds_are_steps_and_every_round_is_in_the_summary(tmp_path):
     assert summary["round_2"]["data_sparsity"] == 0.3
     assert summary["round_1"]["val_accuracy"] == 0.95
     assert math.isnan(summary["round_3"]["val_accuracy"])
+    assert summary["round_2"]["prior_precision"] == 2.0  # optional, present here
     assert not (directory / "plots" / "metrics" / "train_seconds.tsv").exists()
+    assert not (directory / "plots" / "metrics" / "objective.tsv").exists()  # absent
 
     # A rerun replaces the series instead of appending to them.
     log_rounds(trace.iloc[:1], directory)

@@ -9,7 +9,8 @@ rerun (``kedro run --from-nodes=...``) replaces its own phase and nothing else:
 - ``jmds/round_<r>/`` (r ≥ 2) and ``jmds/final/``: the rounds' training and the final
   retrain, the same per-epoch series;
 - ``rounds/``: one step per JMDS round (step = round number): ``log_evidence``,
-  ``model_sparsity``, ``data_sparsity``, ``val_accuracy``, ``prior_precision``; its
+  ``model_sparsity``, ``data_sparsity``, ``val_accuracy`` and, when the trace has them,
+  ``prior_precision``, ``objective`` (penalty mode) and ``stationarity``; its
   ``metrics.json`` also holds every round's values under ``round_<r>``, so that
   ``dvc exp show`` lists them side by side across experiments.
 
@@ -43,8 +44,9 @@ EpochCallback = Callable[[dict[str, float]], None]
 
 # Per-epoch record key → DVCLive metric name.
 EPOCH_METRICS = {"train_loss": "train/loss", "train_accuracy": "train/accuracy", "lr": "lr"}
-ROUND_METRICS = ("log_evidence", "model_sparsity", "data_sparsity", "val_accuracy",
-                 "prior_precision")
+ROUND_METRICS = ("log_evidence", "model_sparsity", "data_sparsity", "val_accuracy")
+# Logged too when the trace has them (the penalised objective, the MAP's stationarity).
+OPTIONAL_ROUND_METRICS = ("prior_precision", "objective", "stationarity")
 
 
 def is_rank_zero() -> bool:
@@ -98,11 +100,12 @@ def log_rounds(trace: pd.DataFrame, directory: Path) -> None:
     missing = [c for c in ("round", *ROUND_METRICS) if c not in trace.columns]
     if missing:
         raise ValueError(f"the round trace lacks columns {missing}; it has {list(trace)}")
+    names = [*ROUND_METRICS, *(c for c in OPTIONAL_ROUND_METRICS if c in trace.columns)]
     live = open_live(directory)
     per_round: dict[str, dict[str, Any]] = {}
     for row in trace.sort_values("round").itertuples(index=False):
         live.step = int(row.round)
-        values = {name: float(getattr(row, name)) for name in ROUND_METRICS}
+        values = {name: float(getattr(row, name)) for name in names}
         for name, value in values.items():
             live.log_metric(name, value)
         per_round[f"round_{int(row.round)}"] = values
