@@ -32,4 +32,8 @@ def test_the_first_compare_node_refuses_before_training(monkeypatch) -> None:
     with pytest.raises(ConfigError, match=r"compare.methods: unknown methods \['jmdss'\]"):
         nodes.dense_runs(split, split, split, meta, parameters)  # ... the comparison not
     assert trained == []
+    parameters = {"dataset": "digits", "compare": {"paired": [["jmds", "phasd"]]}}
+    with pytest.raises(ConfigError, match=r"compare.paired: unknown methods \['phasd'\]"):
+        nodes.dense_runs(split, split, split, meta, parameters)
+    assert trained == []
     assert "jmds" in METHODS

@@ -20,12 +20,11 @@ from jmds_pipeline.config import ConfigError
 logger = logging.getLogger(__name__)
 
 
-def check_methods(methods: Iterable[str]) -> None:
-    """Raise ConfigError naming every unknown method and the accepted ones."""
+def check_methods(methods: Iterable[str], key: str = "compare.methods") -> None:
+    """Raise ConfigError naming the parameter, every unknown method and the accepted ones."""
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
-        raise ConfigError(f"compare.methods: unknown methods {unknown}; accepted: "
-                          f"{sorted(METHODS)}")
+        raise ConfigError(f"{key}: unknown methods {unknown}; accepted: {sorted(METHODS)}")
 
 
 def unique_tasks(methods: Iterable[str], budgets: Sequence[Budget]) -> list[tuple[str, Budget]]:

@@ -24,7 +24,9 @@ from jmds_pipeline.runtime import run_config_of
 def _context(train: Split, val: Split, test: Split, dataset_meta: dict[str, Any],
              parameters: dict[str, Any]) -> Context:
     config = run_config_of(parameters)
-    check_methods(config.compare.methods)  # every compare node, so before any training
+    # In every compare node, so before any training (config cannot import the methods).
+    check_methods(config.compare.methods)
+    check_methods([name for pair in config.compare.paired for name in pair], "compare.paired")
     return Context(config, DatasetMeta.from_dict(dataset_meta), train, val, test,
                    device=config.resolved_device(), el2n_models=config.compare.el2n_models,
                    el2n_epoch_fraction=config.compare.el2n_epoch_fraction)
