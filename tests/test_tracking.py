@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -101,3 +102,15 @@ def test_a_trace_without_the_round_columns_is_refused_before_writing(tmp_path):
     with pytest.raises(ValueError, match=r"lacks columns \['log_evidence'"):
         log_rounds(pd.DataFrame({"round": [1], "val_accuracy": [0.5]}), tmp_path / "r")
     assert not (tmp_path / "r").exists()
+
+
+def test_a_git_repository_without_commits_does_not_stop_tracking(tmp_path, monkeypatch):
+    """dvclive 3.49 itself raises SCMError("Empty git repo") there (it looks up HEAD)."""
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.chdir(tmp_path)
+    log_rounds(pd.DataFrame({"round": [1], "log_evidence": [-1.0], "model_sparsity": [0.0],
+                             "data_sparsity": [0.0], "val_accuracy": [0.5]}),
+               tmp_path / "rounds")
+    summary = json.loads((tmp_path / "rounds" / "metrics.json").read_text())
+    assert summary["round_1"]["val_accuracy"] == 0.5
+    assert not (tmp_path / "dvc.yaml").exists()

@@ -65,8 +65,16 @@ def open_live(directory: Path) -> Live:
     """A DVCLive logger that writes only under ``directory`` (which it empties first)."""
     from dvclive import Live  # imported on use: tracking off never pays for it
 
-    return Live(str(directory), resume=False, report=None, save_dvc_exp=False, dvcyaml=False,
-                monitor_system=False)
+    class FilesOnlyLive(Live):
+        # DVCLive looks up the DVC / git repository to name and save experiments. We save
+        # none and write no dvc.yaml (dvc.yaml declares our files), so skip the lookup: it
+        # costs about a second, and in a git repository without commits it raises
+        # SCMError("Empty git repo") (dvclive 3.49), which stopped `dvc repro` there.
+        def _init_dvc(self) -> None:
+            self._dvc_file = "dvc.yaml"  # never written: dvcyaml=False
+
+    return FilesOnlyLive(str(directory), resume=False, report=None, save_dvc_exp=False,
+                         dvcyaml=False, monitor_system=False)
 
 
 def log_epoch(live: Live, record: dict[str, float]) -> None:
