@@ -199,15 +199,9 @@ class CompareConfig(_Section):
     el2n_epoch_fraction: float = Field(0.1, gt=0, le=1)
     grid: GridConfig = Field(default_factory=GridConfig)
 
-    @field_validator("methods")
-    @classmethod
-    def _known_methods(cls, methods: tuple[str, ...]) -> tuple[str, ...]:
-        from jmds_pipeline.comparison.methods import METHODS
-
-        unknown = [m for m in methods if m not in METHODS]
-        if unknown:
-            raise ValueError(f"unknown methods {unknown}; accepted: {sorted(METHODS)}")
-        return methods
+    # Method names are checked by comparison.runner.check_methods when the compare
+    # pipeline starts, before any training: the methods import this module, so checking
+    # them here made an import cycle (config → comparison.methods → config).
 
     @field_validator("budgets")
     @classmethod
@@ -230,6 +224,7 @@ class RunConfig(_Section):
     model_options: dict[str, Any] = Field(default_factory=dict)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     rewind_epoch: int = Field(1, ge=0)
+    dvclive: bool = True  # per-epoch and per-round DVCLive series (see tracking.py)
     jmds: JMDSConfig = Field(default_factory=JMDSConfig)
     compare: CompareConfig = Field(default_factory=CompareConfig)
 

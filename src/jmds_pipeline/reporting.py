@@ -128,9 +128,11 @@ def jmds_report(
 
 
 def comparison_markdown(
-    dataset: str, model: str, table: pd.DataFrame, differences: Sequence[Mapping[str, object]]
+    dataset: str, model: str, table: pd.DataFrame, differences: Sequence[Mapping[str, object]],
+    figures: Mapping[str, str] | None = None,
 ) -> str:
-    """The paper-style table (mean ± std over seeds) and the JMDS − phased test."""
+    """The paper-style table (mean ± std over seeds), the JMDS − phased test and links to
+    the ``figures`` (name → file next to the Markdown)."""
     header = ["method", "model sparsity", "data sparsity", "test acc (mean ± std)",
               "train time ×dense", "total time ×dense", "inference FLOPs ×dense",
               "training FLOPs", "log evidence", "seeds"]
@@ -168,4 +170,9 @@ def comparison_markdown(
             f"{d['target_data_sparsity']:.0%} data): {d['mean_difference']:+.4f} "
             f"[{d['ci_low']:+.4f}, {d['ci_high']:+.4f}] over {d['seeds']} seeds — {verdict}"
         )
+    if figures:
+        quality = "perplexity" if "test_perplexity_mean" in table.columns else "accuracy"
+        lines.append(f"\n## Test {quality} against cost (Pareto front dashed, its points "
+                     "ringed)\n")
+        lines += [f"![{name}]({file})\n" for name, file in figures.items()]
     return "\n".join(lines) + "\n"

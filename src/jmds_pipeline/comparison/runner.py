@@ -15,8 +15,16 @@ from jmds_pipeline.comparison.methods import (
     DenseRun,
     effective_budget,
 )
+from jmds_pipeline.config import ConfigError
 
 logger = logging.getLogger(__name__)
+
+
+def check_methods(methods: Iterable[str], key: str = "compare.methods") -> None:
+    """Raise ConfigError naming the parameter, every unknown method and the accepted ones."""
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"{key}: unknown methods {unknown}; accepted: {sorted(METHODS)}")
 
 
 def unique_tasks(methods: Iterable[str], budgets: Sequence[Budget]) -> list[tuple[str, Budget]]:

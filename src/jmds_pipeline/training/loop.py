@@ -31,6 +31,8 @@ from jmds_pipeline.training.losses import per_sample_correct, per_sample_nll, to
 
 BatchCallback = Callable[[dict[str, torch.Tensor], torch.Tensor], None]
 """Called after every optimiser step with the batch (on CPU) and its logits (detached)."""
+EpochCallback = Callable[[dict[str, float]], None]
+"""Called after every epoch with its history record (experiment tracking, tracking.py)."""
 
 
 @dataclass
@@ -88,6 +90,7 @@ def train_model(
     epochs: int | None = None,
     rewind_epoch: int | None = None,
     on_batch: BatchCallback | None = None,
+    on_epoch: EpochCallback | None = None,
     description: str = "train",
     prior_precision: float | None = None,
     prior_count: float | None = None,
@@ -191,6 +194,8 @@ def train_model(
             "seconds": time.perf_counter() - epoch_started,
         }
         outcome.history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
         epoch_bar.set_postfix(loss=f"{record['train_loss']:.3f}",
                               acc=f"{record['train_accuracy']:.3f}")
         if rewind_epoch is not None and epoch + 1 == rewind_epoch:

@@ -9,13 +9,14 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from jmds_pipeline.comparison.methods import Budget, Context, DenseRun, dense_run, run_jmds
-from jmds_pipeline.comparison.runner import run_method
+from jmds_pipeline.comparison.runner import check_methods, run_method
 from jmds_pipeline.comparison.stats import (
     evidence_accuracy_correlation,
     paired_difference,
     summary_table,
 )
 from jmds_pipeline.data.types import DatasetMeta, Split
+from jmds_pipeline.plots import pareto_figure
 from jmds_pipeline.reporting import comparison_markdown
 from jmds_pipeline.runtime import run_config_of
 
@@ -23,6 +24,9 @@ from jmds_pipeline.runtime import run_config_of
 def _context(train: Split, val: Split, test: Split, dataset_meta: dict[str, Any],
              parameters: dict[str, Any]) -> Context:
     config = run_config_of(parameters)
+    # In every compare node, so before any training (config cannot import the methods).
+    check_methods(config.compare.methods)
+    check_methods([name for pair in config.compare.paired for name in pair], "compare.paired")
     return Context(config, DatasetMeta.from_dict(dataset_meta), train, val, test,
                    device=config.resolved_device(), el2n_models=config.compare.el2n_models,
                    el2n_epoch_fraction=config.compare.el2n_epoch_fraction)
@@ -53,17 +57,28 @@ def compare_method(method: str):  # type: ignore[no-untyped-def]
     return run
 
 
+# Figures of the comparison: catalog dataset → (file name, cost column, cost label).
+PARETO_FIGURES = {
+    "pareto_flops": ("pareto_flops.png", "inference_flops_vs_dense_mean",
+                     "inference FLOPs × dense"),
+    "pareto_time": ("pareto_time.png", "total_vs_dense_mean", "total training time × dense"),
+}
+
+
 def summarise(parameters: dict[str, Any], *tables: pd.DataFrame) -> tuple[
     pd.DataFrame, pd.DataFrame, str, dict[str, Any], Figure, Figure
 ]:
-    """All rows, the mean ± std table, Markdown, JSON with paired differences, plots."""
+    """All rows, the mean ± std table, Markdown, JSON with paired differences, and the
+    quality-vs-cost Pareto figures (accuracy, or perplexity for language models)."""
     config = run_config_of(parameters)
     results = pd.concat([t for t in tables if len(t)], ignore_index=True)
     table = summary_table(results)
     differences = paired_difference(results, "jmds", "phased")
     paired = [row for a, b in config.compare.paired
               for row in paired_difference(results, a, b)]
-    markdown = comparison_markdown(config.dataset, config.model, table, paired)
+    figures = {name: file for name, (file, _, _) in PARETO_FIGURES.items()}
+    markdown = comparison_markdown(config.dataset, config.model, table, paired,
+                                   figures=figures)
     payload = {
         "dataset": config.dataset,
         "model": config.model,
@@ -74,24 +89,13 @@ def summarise(parameters: dict[str, Any], *tables: pd.DataFrame) -> tuple[
         "rows": results.to_dict(orient="records"),
         "jmds_minus_phased": differences,
         "paired": paired,
+        "figures": figures,  # next to this file
     }
-    return (results, table, markdown, payload,
-            _scatter(table, "inference_flops_vs_dense_mean", "inference FLOPs × dense"),
-            _scatter(table, "total_vs_dense_mean", "total training time × dense"))
-
-
-def _scatter(table: pd.DataFrame, x: str, label: str) -> Figure:
-    figure, axis = plt.subplots(figsize=(7, 4.5))
-    for _, row in table.iterrows():
-        axis.errorbar(row[x], row["test_accuracy_mean"], yerr=row["test_accuracy_std"],
-                      fmt="o", capsize=3)
-        axis.annotate(f"{row['method']} ({row['target_model_sparsity']:.0%}/"
-                      f"{row['target_data_sparsity']:.0%})", (row[x], row["test_accuracy_mean"]),
-                      fontsize=7, xytext=(3, 3), textcoords="offset points")
-    axis.set(xlabel=label, ylabel="test accuracy (mean ± std over seeds)")
-    axis.grid(alpha=0.3)
-    figure.tight_layout()
-    return figure
+    title = f"{config.dataset} / {config.model}, {len(config.compare.seeds)} seed(s)"
+    budgets = [tuple(b) for b in config.compare.budgets]
+    flops, time = (pareto_figure(table, cost, label, budgets, title)
+                   for _, cost, label in PARETO_FIGURES.values())
+    return results, table, markdown, payload, flops, time
 
 
 def jmds_grid(runs: list[DenseRun], train: Split, val: Split, test: Split,

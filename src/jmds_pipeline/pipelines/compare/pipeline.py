@@ -28,7 +28,7 @@ def create_pipeline() -> Pipeline:
                 summarise,
                 ["parameters", *(f"compare.rows_{method}" for method in METHODS)],
                 ["compare.results", "compare.table", "compare.markdown", "compare.summary",
-                 "compare.accuracy_vs_flops", "compare.accuracy_vs_time"],
+                 "compare.pareto_flops", "compare.pareto_time"],
                 name="compare_summarise",
             ),
             node(jmds_grid, ["compare.dense_runs", *SPLITS],

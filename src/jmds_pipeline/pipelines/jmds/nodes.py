@@ -28,6 +28,7 @@ from jmds_pipeline.sparsity.jmds_scoring import (
 )
 from jmds_pipeline.sparsity.masks import layer_summary
 from jmds_pipeline.sparsity.rounds import next_kept, next_masks, penalised_objective
+from jmds_pipeline.tracking import epoch_tracker
 from jmds_pipeline.training.evaluate import evaluate
 from jmds_pipeline.training.loop import cpu_state, train_model
 
@@ -63,6 +64,7 @@ def train_round(
     val: Split,
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
+    round_index: int = 0,
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Phase A: train under the mask on the kept samples, from the rewind point (or, with
     ``jmds.rewind: false``, continuing from the previous round's model); with
@@ -76,13 +78,15 @@ def train_round(
     model = model_from_state(config, meta, start)
     drawn: list[torch.Tensor] = []
     alpha = _tied_prior(previous_evidence, config.jmds.tie_prior)
-    outcome = train_model(
-        model, train, config.training, device=device, seed=config.seed, masks=masks,
-        kept=kept[KEPT], epochs=config.jmds.round_epochs, description="round",
-        on_batch=lambda batch, _logits: drawn.append(batch["id"]),
-        prior_precision=alpha,
-        prior_count=prior_count(train, kept[KEPT], config.jmds.rescale_kept),
-    )
+    with epoch_tracker(config, f"jmds/round_{round_index}") as on_epoch:
+        outcome = train_model(
+            model, train, config.training, device=device, seed=config.seed, masks=masks,
+            kept=kept[KEPT], epochs=config.jmds.round_epochs, description="round",
+            on_batch=lambda batch, _logits: drawn.append(batch["id"]),
+            prior_precision=alpha,
+            prior_count=prior_count(train, kept[KEPT], config.jmds.rescale_kept),
+            on_epoch=on_epoch,
+        )
     val_metrics = evaluate(model, val, task=meta.task,
                            batch_size=config.training.eval_batch_size, device=device)
     log = {
@@ -217,12 +221,14 @@ def final_retrain(
     meta = DatasetMeta.from_dict(dataset_meta)
     model = model_from_state(config, meta, rewind_state)
     alpha = _tied_prior(last_evidence, config.jmds.tie_prior)
-    outcome = train_model(
-        model, train, config.training, device=config.resolved_device(), seed=config.seed,
-        masks=masks, kept=kept[KEPT], epochs=config.jmds.final_epochs, description="final",
-        prior_precision=alpha,
-        prior_count=prior_count(train, kept[KEPT], config.jmds.rescale_kept),
-    )
+    with epoch_tracker(config, "jmds/final") as on_epoch:
+        outcome = train_model(
+            model, train, config.training, device=config.resolved_device(), seed=config.seed,
+            masks=masks, kept=kept[KEPT], epochs=config.jmds.final_epochs, description="final",
+            prior_precision=alpha,
+            prior_count=prior_count(train, kept[KEPT], config.jmds.rescale_kept),
+            on_epoch=on_epoch,
+        )
     summary = {"seconds": outcome.seconds, "samples_seen": outcome.samples_seen,
                "epochs": len(outcome.history), "prior_precision": alpha}
     return cpu_state(model), history_frame(outcome.history, "final"), summary

@@ -20,6 +20,7 @@ from jmds_pipeline.pipelines.jmds.nodes import (
     update_samples,
 )
 from jmds_pipeline.pipelines.jmds.trace import round_trace
+from jmds_pipeline.tracking import track_rounds
 
 SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "rewind_state"}
 
@@ -36,7 +37,7 @@ def round_template(round_index: int) -> Pipeline:
     if round_index > 1:
         nodes.append(
             node(
-                train_round,
+                _for_round(train_round, round_index),
                 ["rewind_state", "state_in", "masks_in", "kept_in", "evidence_in",
                  "train_split", "val_split", "dataset_meta", "parameters"],
                 ["state", "train_log"],
@@ -131,6 +132,8 @@ def create_pipeline(rounds: int) -> Pipeline:
                 ["jmds.round_trace", "jmds.round_trace_json"],
                 name="jmds.round_trace",
             ),
+            node(track_rounds, ["jmds.round_trace", "parameters"], None,
+                 name="jmds.track_rounds"),
         ]
     )
     return start + unrolled + finish

@@ -9,6 +9,7 @@ import torch
 
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.runtime import run_config_of, seeded_model
+from jmds_pipeline.tracking import epoch_tracker
 from jmds_pipeline.training.evaluate import evaluate
 from jmds_pipeline.training.loop import cpu_state, train_model
 
@@ -26,10 +27,11 @@ def pretrain_dense(
     meta = DatasetMeta.from_dict(dataset_meta)
     device = config.resolved_device()
     model = seeded_model(config, meta)
-    outcome = train_model(
-        model, train, config.training, device=device, seed=config.seed,
-        rewind_epoch=config.rewind_epoch, description="dense",
-    )
+    with epoch_tracker(config, "dense") as on_epoch:
+        outcome = train_model(
+            model, train, config.training, device=device, seed=config.seed,
+            rewind_epoch=config.rewind_epoch, description="dense", on_epoch=on_epoch,
+        )
     val_metrics = evaluate(
         model, val, task=meta.task, batch_size=config.training.eval_batch_size, device=device
     )
