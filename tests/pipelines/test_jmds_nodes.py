@@ -82,7 +82,8 @@ def test_score_round_scores_only_the_kept_rows_with_n_over_k_weights(rescale: bo
         sample_weights=torch.full((k,), weight), masks=masks, prunable=list(masks),
         config=evidence_config(config, META),
     )
-    assert evidence["log_evidence"] == pytest.approx(reference.log_evidence, rel=1e-6)  # float32 sums
+    # float32 network: sums over rows in another order differ in the 7th digit
+    assert evidence["log_evidence"] == pytest.approx(reference.log_evidence, rel=1e-6)
     assert evidence["num_active"] == reference.num_active
     # The table's per-row contributions of the kept rows are the subset's own.
     assert table.loc[table["kept"], "contribution"].to_numpy() == pytest.approx(
