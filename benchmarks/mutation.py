@@ -66,8 +66,11 @@ def _prepare(package: str, tests: list[str]) -> Path:
     for name in ("src", "tests"):
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
     lines = (ROOT / "pyproject.toml").read_text(encoding="utf-8").splitlines()
-    out, in_section = [], False
+    out, in_section, skipping = [], False, False
     for line in lines:
+        if skipping:  # inside a multi-line array being replaced
+            skipping = "]" not in line
+            continue
         if line.startswith("["):
             in_section = line.strip() == "[tool.mutmut]"
             out.append(line)
@@ -77,6 +80,7 @@ def _prepare(package: str, tests: list[str]) -> Path:
             continue
         if in_section and re.match(r"\s*(only_mutate|pytest_add_cli_args_test_selection)\b",
                                    line):
+            skipping = "]" not in line
             continue
         out.append(line)
     (work / "pyproject.toml").write_text("\n".join(out) + "\n", encoding="utf-8")

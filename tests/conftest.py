@@ -34,7 +34,9 @@ def blobs() -> dict:
 
 
 @pytest.fixture
-def tiny_mlp() -> nn.Module:
+def blob_mlp() -> nn.Module:
+    """An untrained 6-16-3 ReLU MLP for the blobs (tests/evidence has its own MAP-trained
+    ``map_mlp``; the two never share a name)."""
     torch.manual_seed(0)
     return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
 
