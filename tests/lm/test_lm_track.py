@@ -104,8 +104,12 @@ def test_kfac_log_evidence_of_a_one_layer_gpt2_against_full(fitted_gpt2) -> None
     # Same fit and prior terms: the approximation is entirely in the log determinant.
     assert kfac.log_likelihood == pytest.approx(full.log_likelihood, rel=1e-10)
     assert kfac.prior_term == pytest.approx(full.prior_term, rel=1e-10)
+    # The relative error is the approximation's, and large (see above), so a loose upper
+    # bound would pass almost any K-FAC bug. The computation is deterministic (float64,
+    # fixed seeds): pin the measured 2.028 within ±2 %, a band of ±8.5 nats on the K-FAC
+    # log Z of −631.7 (summation order across BLAS builds moves it by far less).
     rel = abs(kfac.log_evidence - full.log_evidence) / abs(full.log_evidence)
-    assert rel < 2.3
+    assert rel == pytest.approx(2.028, rel=0.02)
     # Both approximations overestimate log det P here; K-FAC is the closer one.
     assert full.log_det_ratio < kfac.log_det_ratio < diag.log_det_ratio
     assert abs(kfac.log_evidence - full.log_evidence) < 0.5 * abs(
