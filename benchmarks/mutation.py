@@ -17,6 +17,7 @@ For every package named on the command line (default: all of ``MODULES``) this
 
     nice -n 19 python benchmarks/mutation.py sparsity comparison baselines
     python benchmarks/mutation.py --report-only sparsity   # re-read an earlier run
+    nice -n 19 python benchmarks/mutation.py --rerun-survivors sparsity  # after new tests
 
 The kill rate is killed / (generated − equivalent); "no tests" mutants (code no fast test
 runs) count as not killed. It is a benchmark, not part of CI: a package takes minutes to
@@ -87,7 +88,8 @@ def _prepare(package: str, tests: list[str]) -> Path:
     return work
 
 
-def _run(work: Path, max_children: int, timeout: float | None) -> float:
+def _run(work: Path, max_children: int, timeout: float | None,
+         names: list[str] | None = None) -> float:
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     env.update(KEDRO_DISABLE_TELEMETRY="1", DVC_NO_ANALYTICS="1")
     mutmut = [sys.executable, "-c", "from mutmut.__main__ import cli; cli()"]
@@ -95,11 +97,23 @@ def _run(work: Path, max_children: int, timeout: float | None) -> float:
     with open(work / "mutmut.log", "w", encoding="utf-8") as log:
         try:
             subprocess.run(["nice", "-n", "19", *mutmut, "run", "--max-children",
-                            str(max_children)], cwd=work, env=env, stdout=log,
+                            str(max_children), *(names or [])], cwd=work, env=env, stdout=log,
                            stderr=subprocess.STDOUT, timeout=timeout, check=False)
         except (subprocess.TimeoutExpired, KeyboardInterrupt):
             print(f"  stopped early; reading the mutants checked so far in {work}")
     return time.perf_counter() - started
+
+
+def _rerun_survivors(package: str, work: Path, max_children: int,
+                     timeout: float | None) -> float:
+    """Copy the current tests into an earlier run's folder and re-check only the mutants
+    that survived it (mutmut re-collects which tests cover what)."""
+    shutil.rmtree(work / "tests", ignore_errors=True)
+    shutil.copytree(ROOT / "tests", work / "tests",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis"))
+    names = _read(package, work)["surviving_mutants"]
+    print(f"  re-checking {len(names)} survivors", flush=True)
+    return _run(work, max_children, timeout, names)
 
 
 def _read(package: str, work: Path) -> dict:
@@ -149,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=None, help="seconds per package")
     parser.add_argument("--report-only", action="store_true",
                         help="re-read .mutation/<package> without running mutmut")
+    parser.add_argument("--rerun-survivors", action="store_true",
+                        help="with the current tests, re-check an earlier run's survivors")
     args = parser.parse_args(argv)
     unknown = [p for p in args.packages if p not in MODULES]
     if unknown:
@@ -159,15 +175,20 @@ def main(argv: list[str] | None = None) -> int:
     for package in args.packages:
         work = WORK / package
         seconds = None
-        if not args.report_only:
+        if args.rerun_survivors:
+            seconds = _rerun_survivors(package, work, args.max_children, args.timeout)
+        elif not args.report_only:
             print(f"{package}: mutating with {MODULES[package]}", flush=True)
             work = _prepare(package, MODULES[package])
             seconds = _run(work, args.max_children, args.timeout)
         entry = _read(package, work)
-        if seconds is not None:
+        previous = results["packages"].get(package, {})
+        if seconds is not None and not args.rerun_survivors:
             entry["wall_seconds"] = round(seconds, 1)
-        elif package in results["packages"]:
-            entry["wall_seconds"] = results["packages"][package].get("wall_seconds")
+        else:
+            entry["wall_seconds"] = previous.get("wall_seconds")
+            entry["rerun_wall_seconds"] = (round(seconds, 1) if seconds is not None
+                                           else previous.get("rerun_wall_seconds"))
         results["packages"][package] = entry
         print(f"{package}: {entry['generated']} mutants, {entry['killed']} killed, "
               f"{entry['timeout']} timeouts, {entry['survived']} survived, "
