@@ -2,7 +2,7 @@
 
 For every package named on the command line (default: all of ``MODULES``) this
 
-1. copies ``src/``, ``tests/`` and ``pyproject.toml`` into ``.mutation/<package>/``
+1. copies ``src/``, ``tests/``, ``conf/`` and ``pyproject.toml`` into ``.mutation/<package>/``
    (git-ignored; the working tree is never mutated);
 2. narrows ``[tool.mutmut]`` in that copy to the package's files and the fast tests that
    exercise it (``MODULES`` below; the Kedro/DVC end-to-end tests are excluded by the
@@ -64,7 +64,7 @@ def _prepare(package: str, tests: list[str]) -> Path:
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
-    for name in ("src", "tests"):
+    for name in ("src", "tests", "conf"):  # some tests read conf/base
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
     lines = (ROOT / "pyproject.toml").read_text(encoding="utf-8").splitlines()
     out, in_section, skipping = [], False, False
