@@ -19,11 +19,13 @@ from jmds_pipeline.evidence import estimate_evidence
 from jmds_pipeline.pipelines.jmds.nodes import (
     KEPT,
     score_round,
+    score_round_samples,
     train_round,
     update_mask,
     update_samples,
 )
 from jmds_pipeline.runtime import evidence_config, model_from_state, run_config_of, seeded_model
+from jmds_pipeline.sparsity.masks import apply_masks
 from jmds_pipeline.training.loop import cpu_state, train_model
 from tests.conftest import make_blobs
 
@@ -71,7 +73,7 @@ def test_score_round_scores_only_the_kept_rows_with_n_over_k_weights(rescale: bo
     masks = _all_masks(state)
     kept = _kept(60)
     parameters = _parameters(rescale_kept=rescale)
-    _, table, evidence = score_round(state, masks, kept, train, META.to_dict(), parameters)
+    _, evidence = score_round(state, masks, kept, train, META.to_dict(), parameters)
 
     config = run_config_of(parameters)
     rows = kept[KEPT]
@@ -80,12 +82,37 @@ def test_score_round_scores_only_the_kept_rows_with_n_over_k_weights(rescale: bo
     reference = estimate_evidence(
         model_from_state(config, META, state), train["x"][rows], train["y"][rows],
         sample_weights=torch.full((k,), weight), masks=masks, prunable=list(masks),
-        config=evidence_config(config, META),
+        config=evidence_config(config, META), score_samples=False,
     )
     # float32 network: sums over rows in another order differ in the 7th digit
     assert evidence["log_evidence"] == pytest.approx(reference.log_evidence, rel=1e-6)
     assert evidence["num_active"] == reference.num_active
-    # The table's per-row contributions of the kept rows are the subset's own.
+
+
+@pytest.mark.parametrize("rescore", [True, False])
+def test_sample_scores_are_the_kept_subsets_under_the_chosen_mask(rescore: bool) -> None:
+    """Phase C scores every row at θ ⊙ m (m: the mask phase B just chose, or the one before
+    it with rescore_samples false); the kept rows' c_i are those of the kept subset alone,
+    weighted N/K."""
+    train = make_blobs(n=60)
+    state = _state()
+    before = _all_masks(state)
+    after = {name: torch.rand(m.shape, generator=torch.Generator().manual_seed(1)) > 0.4
+             for name, m in before.items()}
+    kept = _kept(60)
+    parameters = _parameters(rescore_samples=rescore)
+    table = score_round_samples(state, before, after, kept, train, META.to_dict(), parameters)
+
+    config = run_config_of(parameters)
+    masks = after if rescore else before
+    model = model_from_state(config, META, state)
+    apply_masks(model, masks)
+    rows = kept[KEPT]
+    k = int(rows.sum())
+    reference = estimate_evidence(
+        model, train["x"][rows], train["y"][rows], sample_weights=torch.full((k,), 60 / k),
+        masks=masks, prunable=list(masks), config=evidence_config(config, META),
+    )
     assert table.loc[table["kept"], "contribution"].to_numpy() == pytest.approx(
         reference.sample_contribution.numpy(), rel=1e-5)
     # Every row is scored (dropped rows too), and the table is aligned by id.
@@ -159,7 +186,8 @@ def test_update_samples_never_revives_a_dropped_row() -> None:
     kept = {KEPT: before, "id": train["id"].clone()}
     for keep in ("low", "high"):
         new, _ = update_samples(table, kept, train, _parameters(keep=keep, rounds=1,
-                                                                target_data_sparsity=0.5), 1)
+                                                                target_data_sparsity=0.5),
+                                 round_index=1)
         assert not bool(new[KEPT][best])
 
 
@@ -182,9 +210,9 @@ def test_train_round_starts_from_the_rewind_point_or_the_previous_model(rewind: 
     assert not torch.equal(rewind_state["net.fc1.weight"], previous_state["net.fc1.weight"])
     masks = _all_masks(rewind_state)
     kept = _kept(48)
-    parameters = _parameters(rewind=rewind)
-    state, log = train_round(rewind_state, previous_state, masks, kept, train, val,
-                             META.to_dict(), parameters)
+    parameters = _parameters(rewind=rewind, tie_prior=False)
+    state, log = train_round(rewind_state, previous_state, masks, kept,
+                             {"prior_precision": 1.0}, train, val, META.to_dict(), parameters)
 
     config = run_config_of(parameters)
     start = rewind_state if rewind else previous_state

@@ -234,12 +234,15 @@ def test_round_trace_reports_what_each_round_scored() -> None:
         trained[0].weight.mul_(3.0)  # not the state build(None) makes
     scored: list[float] = []
 
-    def scorer(model, masks, kept) -> RoundScores:
+    def scorer(model, masks, kept, *, weights: bool, samples: bool) -> RoundScores:
+        if not weights:  # phase C's second call, for the samples alone
+            return RoundScores(sample_scores=torch.arange(45, dtype=torch.float64))
         scored.append(evaluate(model, val, task="classification")["accuracy"])
         if len(scored) == 1:
             assert torch.equal(model[0].weight, trained[0].weight)
         return RoundScores(weight_scores=magnitude_scores(model, masks),
-                           sample_scores=torch.arange(45, dtype=torch.float64),
+                           sample_scores=torch.arange(45, dtype=torch.float64)
+                           if samples else None,
                            log_evidence=-10.0 * len(scored))
 
     outcome = run_rounds(build, cpu_state(trained), cpu_state(build(None)), train, val, config,
