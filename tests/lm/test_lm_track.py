@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from torch import nn
 
 from jmds_pipeline.baselines.el2n import el2n_scores
@@ -283,3 +285,39 @@ def test_pydoc_recipe_sets_gpt2_tiny_and_its_round_epochs() -> None:
     # ...while a top-level (--params) value still wins over the recipe.
     jmds = {**_parameters()["jmds"], "round_epochs": 2}
     assert build_run_config(_parameters(dataset="pydoc", jmds=jmds)).jmds.round_epochs == 2
+
+
+class _Table(nn.Module):
+    """Logits from a fixed (position, token) table: any distribution, no training."""
+
+    def __init__(self, table: torch.Tensor) -> None:
+        super().__init__()
+        self.table = nn.Parameter(table)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.table[torch.arange(x.shape[1])][None, :, :] + 0.1 * nn.functional.one_hot(
+            x, self.table.shape[1]).double()
+
+
+@settings(max_examples=25, deadline=None)
+@given(lengths=st.lists(st.integers(0, SEQ), min_size=1, max_size=6),
+       batch_size=st.integers(1, 4), seed=st.integers(0, 1000))
+def test_perplexity_is_exp_of_total_nll_over_counted_tokens(lengths, batch_size, seed) -> None:
+    """Sequences of unequal lengths (the tail is IGNORE_INDEX): perplexity is
+    exp(Σ token NLL / Σ counted tokens) over the whole split, whatever the batching
+    (the losses are summed in float32: 1e-6 relative)."""
+    assume(sum(lengths) > 0)
+    generator = torch.Generator().manual_seed(seed)
+    model = _Table(torch.randn(SEQ, VOCAB, generator=generator, dtype=torch.float64))
+    n = len(lengths)
+    x = torch.randint(0, VOCAB, (n, SEQ), generator=generator)
+    y = torch.randint(0, VOCAB, (n, SEQ), generator=generator)
+    for i, length in enumerate(lengths):
+        y[i, length:] = IGNORE_INDEX
+    counted = y != IGNORE_INDEX
+    with torch.no_grad():
+        nll = nn.functional.cross_entropy(model(x)[counted], y[counted], reduction="sum")
+    split = {"x": x, "y": y, "id": torch.arange(n)}
+    metrics = evaluate(model, split, task="language_modeling", batch_size=batch_size)
+    assert metrics["perplexity"] == pytest.approx(math.exp(float(nll) / sum(lengths)), rel=1e-6)
+    assert metrics["loss"] == pytest.approx(float(nll) / sum(lengths), rel=1e-6)
