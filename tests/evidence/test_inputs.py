@@ -22,11 +22,17 @@ def test_result_contract(tiny_mlp, tiny_data):
     assert tiny_mlp.training  # mode restored
     assert set(res.weight_scores) == {"0.weight", "2.weight"}
     for t in (res.sample_contribution, res.sample_loss, res.sample_leverage):
-        assert t.shape == (120,) and t.device.type == "cpu" and bool(torch.isfinite(t).all())
-    assert torch.allclose(res.sample_contribution, -res.sample_loss - res.sample_leverage)
-    assert res.log_evidence == pytest.approx(
-        res.log_likelihood + res.prior_term - 0.5 * res.log_det_ratio
-    )
+        assert t.shape == (120,) and t.device.type == "cpu"
+    # The fit and prior terms from their definitions, computed here without the engine
+    # (the log det and c_i = ∂log Z/∂s_i are checked against brute force and finite
+    # differences in test_exact.py and test_consistency.py).
+    with torch.no_grad():
+        nll = nn.functional.cross_entropy(tiny_mlp(x), y, reduction="none").double()
+    theta_sq = sum(float((p.detach().double() ** 2).sum()) for p in tiny_mlp.parameters())
+    assert torch.allclose(res.sample_loss, nll, rtol=1e-10, atol=1e-12)
+    assert res.log_likelihood == pytest.approx(-float(nll.sum()), rel=1e-10)
+    assert res.prior_term == pytest.approx(-0.5 * res.prior_precision * theta_sq, rel=1e-10)
+    assert bool((res.sample_leverage > 0).all())  # tr(P⁻¹H_i) > 0 for P ≻ 0, H_i ⪰ 0, ≠ 0
     assert res.num_active == 111 and isinstance(res.prior_precision, float)
     assert {"curvature", "prior", "samples", "weights", "total"} <= set(res.timings)
 

@@ -1,3 +1,4 @@
+import pytest
 import torch
 from torch import nn
 
@@ -5,7 +6,7 @@ from jmds_pipeline.config import JMDSConfig, RunConfig, TrainingConfig
 from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
 from jmds_pipeline.sparsity.schedules import round_targets
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores
-from jmds_pipeline.training.loop import cpu_state
+from jmds_pipeline.training.loop import cpu_state, train_model
 from tests.conftest import make_blobs
 
 
@@ -93,3 +94,39 @@ def test_phase_c_scores_samples_under_the_mask_phase_b_just_chose():
         assert len(sample_calls) == 2
         for got, want in zip(sample_calls, expected, strict=True):
             assert abs(got - want) <= 1
+
+
+@pytest.mark.parametrize("rewind", [True, False])
+def test_each_round_trains_from_the_rewind_point_or_continues(rewind: bool):
+    """Round 2's model is exactly `train_model` run by hand from the rewind state (rewind)
+    or from the model round 1 scored (no rewind), under round 1's (m, s)."""
+    train, val = make_blobs(n=60), make_blobs(n=30, seed=1)
+    config = RunConfig(dataset="digits", model="mlp",
+                       training=TrainingConfig(epochs=2, batch_size=16, progress=False))
+    jmds = JMDSConfig(rounds=2, round_epochs=1, target_model_sparsity=0.5,
+                      target_data_sparsity=0.3, rewind=rewind, keep="high", tie_prior=False)
+    seen: list[tuple[dict, dict, torch.Tensor]] = []
+
+    def scorer(model: nn.Module, masks, kept, *, weights: bool, samples: bool) -> RoundScores:
+        if weights:  # once per round (phase C may call again for the samples alone)
+            seen.append((cpu_state(model), {k: v.clone() for k, v in masks.items()},
+                         kept.clone()))
+        return RoundScores(weight_scores=magnitude_scores(model, masks) if weights else None,
+                           sample_scores=torch.arange(60, dtype=torch.float64)
+                           if samples else None)
+
+    trained, rewound = _build(None), _build(None)
+    with torch.no_grad():  # two distinct states: a copy cannot pass for the other
+        for p in rewound.parameters():
+            p.mul_(-0.5)
+    masks = {"0.weight": torch.ones(16, 6, dtype=torch.bool)}
+    run_rounds(_build, cpu_state(trained), cpu_state(rewound), train, val, config, jmds,
+               masks, scorer, task="classification")
+    assert len(seen) == 2
+    first_state, round_masks, round_kept = seen[0][0], seen[1][1], seen[1][2]
+    assert all(torch.equal(first_state[k], cpu_state(trained)[k]) for k in first_state)
+    reference = _build(cpu_state(rewound) if rewind else first_state)
+    train_model(reference, train, config.training, seed=config.seed, masks=round_masks,
+                kept=round_kept, epochs=1)
+    expected = cpu_state(reference)
+    assert all(torch.equal(seen[1][0][k], expected[k]) for k in expected)

@@ -1,9 +1,12 @@
 from __future__ import annotations
 
 import logging
+import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from jmds_pipeline.sparsity.sample_selection import select_by_threshold, select_samples
 
@@ -193,3 +196,57 @@ def test_threshold_monotone_and_cap_counts_all_rows() -> None:
     kept = torch.tensor([True, True, True, False])
     new = select_by_threshold(contributions, kept, 0.0, max_sparsity=0.5)
     assert new.tolist() == [True, True, False, False]  # one more drop reaches 2 of 4
+
+
+@pytest.mark.parametrize("mode", ["class_balanced", "topk", "stratified"])
+def test_nan_score_of_a_kept_row_raises_but_of_a_dropped_row_is_ignored(mode: str) -> None:
+    scores, labels, kept = _data()
+    scores[7] = float("nan")
+    with pytest.raises(ValueError, match="NaN"):
+        select_samples(scores, labels, kept, 0.5, mode=mode)  # type: ignore[arg-type]
+    kept[7] = False  # a dropped row's score is never read
+    new = select_samples(scores, labels, kept, 0.5, mode=mode)  # type: ignore[arg-type]
+    assert int(new.sum()) == 103 - 52 and not bool(new[7])
+
+
+def test_nan_contribution_of_a_kept_row_raises_in_penalty_mode() -> None:
+    contributions = torch.tensor([-1.0, float("nan"), -3.0, -0.5])
+    with pytest.raises(ValueError, match="NaN"):
+        select_by_threshold(contributions, torch.ones(4, dtype=torch.bool), -0.8)
+    kept = torch.tensor([True, False, True, True])
+    # Drop iff −c_i − 0.8 > 0 among the kept: −3 goes, −0.5 stays, −1 goes.
+    assert select_by_threshold(contributions, kept, -0.8).tolist() == [False, False, False, True]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    data=st.data(),
+    n=st.integers(min_value=2, max_value=60),
+    classes=st.integers(min_value=1, max_value=5),
+    target=st.floats(min_value=0.0, max_value=0.95),
+    keep=st.sampled_from(["low", "high"]),
+    mode=st.sampled_from(["class_balanced", "topk"]),
+)
+def test_kept_rows_are_on_the_chosen_side_within_each_class(
+    data, n: int, classes: int, target: float, keep: str, mode: str
+) -> None:
+    """Property: exact count, no revival, and per class (per data set for top-k) every kept
+    score is on the ``keep`` side of every newly dropped score."""
+    scores = torch.tensor(data.draw(st.lists(
+        st.floats(-1e3, 1e3, allow_nan=False), min_size=n, max_size=n)), dtype=torch.float64)
+    labels = torch.tensor(data.draw(st.lists(st.integers(0, classes - 1), min_size=n,
+                                             max_size=n)))
+    kept = torch.tensor(data.draw(st.lists(st.booleans(), min_size=n, max_size=n)))
+    new = select_samples(scores, labels, kept, target, mode=mode, keep=keep)  # type: ignore[arg-type]
+    budget = max(1, n - math.floor(target * n + 0.5 + 1e-9))  # round half up; one stays
+    assert int(new.sum()) == min(budget, int(kept.sum()))
+    assert not bool((new & ~kept).any())
+    dropped_now = kept & ~new
+    groups = [labels == c for c in range(classes)] if mode == "class_balanced" else [kept]
+    for group in groups:
+        chosen, dropped = scores[group & new], scores[group & dropped_now]
+        if chosen.numel() and dropped.numel():
+            if keep == "high":
+                assert chosen.min() >= dropped.max()
+            else:
+                assert chosen.max() <= dropped.min()
