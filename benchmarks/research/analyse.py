@@ -17,8 +17,10 @@ from jmds_pipeline.comparison.stats import evidence_accuracy_correlation
 HERE = os.path.dirname(os.path.abspath(__file__))
 RESULTS = os.path.join(HERE, "..", "results", "research")
 
-rows = [json.loads(line) for path in sorted(glob.glob(os.path.join(RESULTS, "variants*.jsonl")))
-        for line in open(path)]
+rows = []
+for path in sorted(glob.glob(os.path.join(RESULTS, "variants*.jsonl"))):
+    with open(path) as handle:
+        rows += [json.loads(line) for line in handle]
 frame = pd.DataFrame(rows)
 frame["budget"] = [f"{m:.0%}/{d:.0%}" for m, d in
                    zip(frame["target_model_sparsity"], frame["target_data_sparsity"], strict=True)]

@@ -16,17 +16,18 @@ import time
 
 from common import make_context
 
-from jmds_pipeline.comparison.methods import Budget, dense_run, effective_budget, METHODS
+from jmds_pipeline.comparison.methods import METHODS, Budget, dense_run, effective_budget
 
 gen, out, methods = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 seed = int(os.environ.get("RUN_SEED", "0"))
 budgets = [Budget(0.8, 0.5), Budget(0.9, 0.7)]
 done = set()
 if os.path.exists(out):
-    for line in open(out):
-        row = json.loads(line)
-        done.add((row["gen"], row["method"], row["target_model_sparsity"],
-                  row["target_data_sparsity"], row["seed"]))
+    with open(out) as handle:
+        for line in handle:
+            row = json.loads(line)
+            done.add((row["gen"], row["method"], row["target_model_sparsity"],
+                      row["target_data_sparsity"], row["seed"]))
 context = make_context(gen)
 dense = None
 for method in methods:
