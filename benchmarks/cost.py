@@ -7,7 +7,9 @@ near a mode, then ``REPEATS`` interleaved rounds of: one training epoch (AdamW, 
 ``estimate_evidence`` with every contribution (weights and samples) for the MC and the
 exact Fisher and both per-sample leverage modes (``exact``, ``kron``), and laplace-torch's
 ``kron`` fit + ``log_marginal_likelihood``. Ratios are of medians over the rounds, so a
-load spike on the shared machine hits one round, not one method. Also: the error of the
+load spike on the shared machine hits one round, not one method; they are given for wall
+time and for the process's CPU time (``time.process_time``, all threads), which other jobs
+on a shared machine disturb far less than wall time. Also: the error of the
 ``kron`` leverage against the exact per-sample leverage (the same Fisher and P), and the
 peak extra resident memory of the evidence pass against one training epoch, each measured
 in a fresh process so that neither inherits the other's freed heap.
@@ -60,10 +62,22 @@ def _trained(build):
     return model, x, y
 
 
+class _Clock:
+    """Wall and CPU seconds of a ``with`` block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
 def _timed_evidence(model, x, y, cfg, **kw):
-    t = time.perf_counter()
-    res = estimate_evidence(model, x, y, config=cfg, **kw)
-    return time.perf_counter() - t, res
+    with _Clock() as clock:
+        res = estimate_evidence(model, x, y, config=cfg, **kw)
+    return clock, res
 
 
 def _rank(t: torch.Tensor) -> torch.Tensor:
@@ -86,39 +100,50 @@ def kron_error(exact: torch.Tensor, kron: torch.Tensor) -> dict[str, float]:
 def measure_case(name: str) -> dict:
     build, laplace_model = CASES[name]
     model, x, y = _trained(build)
-    rounds: dict[str, list[float]] = {"epoch": [], "laplace_torch": [], "ours_evidence_only": []}
-    for key in VARIANTS:
-        rounds[key] = []
+    keys = ["epoch", *VARIANTS, "laplace_torch", "ours_evidence_only"]
+    rounds = {c: {k: [] for k in keys} for c in ("wall", "cpu")}
+
+    def put(key: str, clock: _Clock) -> None:
+        rounds["wall"][key].append(clock.wall)
+        rounds["cpu"][key].append(clock.cpu)
+
     results = {}
+    laplace_error = None
     for rep in range(REPEATS):
-        rounds["epoch"].append(train_epochs(model, x, y, 1, seed=rep))
+        with _Clock() as clock:
+            train_epochs(model, x, y, 1, seed=rep)
+        put("epoch", clock)
         for key, cfg in VARIANTS.items():
-            secs, results[key] = _timed_evidence(model, x, y, cfg)
-            rounds[key].append(secs)
+            clock, results[key] = _timed_evidence(model, x, y, cfg)
+            put(key, clock)
         alpha = results["mc_exact_leverage"].prior_precision
-        lt = laplace_torch(laplace_model(model), x, y, alpha, bs=len(x))
+        with _Clock() as clock:
+            lt = laplace_torch(laplace_model(model), x, y, alpha, bs=len(x))
         if "seconds" not in lt:
-            rounds.pop("laplace_torch", None)
-            rounds.pop("ours_evidence_only", None)
             laplace_error = lt["error"]
-            break
-        laplace_error = None
-        rounds["laplace_torch"].append(lt["seconds"])
-        same = EvidenceConfig(fisher="mc", prior_precision=alpha, subsample_size=None)
-        secs, _ = _timed_evidence(model, x, y, same, score_samples=False, score_weights=False)
-        rounds["ours_evidence_only"].append(secs)
-        print(f"  round {rep}: " + ", ".join(f"{k} {v[-1]:.2f}s" for k, v in rounds.items()))
-    med = {k: statistics.median(v) for k, v in rounds.items() if v}
-    epoch = med["epoch"]
+        else:
+            put("laplace_torch", clock)
+            same = EvidenceConfig(fisher="mc", prior_precision=alpha, subsample_size=None)
+            clock, _ = _timed_evidence(model, x, y, same, score_samples=False, score_weights=False)
+            put("ours_evidence_only", clock)
+        print(
+            f"  round {rep} (cpu s): "
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rounds["cpu"].items() if v),
+            flush=True,
+        )
+    med = {c: {k: statistics.median(v) for k, v in r.items() if v} for c, r in rounds.items()}
     out = {
         "n_samples": len(x),
         "num_params": sum(p.numel() for p in model.parameters()),
         "median_seconds": med,
         "all_seconds": rounds,
-        "evidence_in_epochs": {k: med[k] / epoch for k in VARIANTS},
+        "evidence_in_epochs": {c: {k: m[k] / m["epoch"] for k in VARIANTS} for c, m in med.items()},
         "exact_over_mc": {
-            lev: med[f"exact_{lev}_leverage"] / med[f"mc_{lev}_leverage"]
-            for lev in ("exact", "kron")
+            c: {
+                lev: m[f"exact_{lev}_leverage"] / m[f"mc_{lev}_leverage"]
+                for lev in ("exact", "kron")
+            }
+            for c, m in med.items()
         },
         "stage_seconds_last_round": {k: r.timings for k, r in results.items()},
         "kron_leverage_vs_exact": {
@@ -135,8 +160,12 @@ def measure_case(name: str) -> dict:
     if laplace_error is None:
         out["laplace_torch"] = {
             "recipe": "kron (CurvlinopsGGN), all N samples in one batch, + log marglik",
-            "speedup_with_contributions": {k: med["laplace_torch"] / med[k] for k in VARIANTS},
-            "speedup_evidence_only": med["laplace_torch"] / med["ours_evidence_only"],
+            "speedup_with_contributions": {
+                c: {k: m["laplace_torch"] / m[k] for k in VARIANTS} for c, m in med.items()
+            },
+            "speedup_evidence_only": {
+                c: m["laplace_torch"] / m["ours_evidence_only"] for c, m in med.items()
+            },
         }
     else:
         out["laplace_torch"] = {"error": laplace_error}
