@@ -28,6 +28,11 @@ class EvidenceConfig:
         prior_steps: maximum Newton steps on log α.
         chunk_elements: largest per-sample chunk tensor (elements) when unfolding conv inputs
             or materialising per-sample gradients; bounds the extra memory to ~4·this bytes.
+        leverage: per-sample tr(P⁻¹H_i) of K-FAC layers: ``exact`` (the sample's own
+            gradients against the K-FAC P⁻¹) or ``kron`` (the per-sample Kronecker
+            approximation A_i ⊗ G_i, no cross-position terms; cheaper for layers with
+            weight sharing and the exact Fisher, identical for Linear layers; see
+            ``curvature.kfac``).
     """
 
     structure: Structure = "kfac"
@@ -47,6 +52,7 @@ class EvidenceConfig:
     prior_init: float = 1.0
     prior_steps: int = 50
     chunk_elements: int = 1 << 23
+    leverage: Literal["exact", "kron"] = "exact"
 
     def __post_init__(self) -> None:
         if self.structure not in ("full", "diag", "kfac"):
@@ -65,6 +71,8 @@ class EvidenceConfig:
             raise ValueError(f"fisher must be exact or mc, got {self.fisher!r}")
         if self.batch_size < 1 or self.mc_samples < 1 or self.chunk_elements < 1:
             raise ValueError("batch_size, mc_samples and chunk_elements must be >= 1")
+        if self.leverage not in ("exact", "kron"):
+            raise ValueError(f"leverage must be exact or kron, got {self.leverage!r}")
         if not self.sigma_noise > 0:
             raise ValueError(f"sigma_noise must be > 0, got {self.sigma_noise}")
 

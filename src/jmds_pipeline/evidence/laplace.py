@@ -17,11 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .curvature.diag import DiagBlock
-from .curvature.full import FullCurvature
-from .curvature.kfac import KronBlock
-
-Block = KronBlock | DiagBlock
+from .curvature.block import CurvatureBlock
 
 
 @dataclass
@@ -33,55 +29,42 @@ class EvidenceTerms:
     num_active: int
 
 
-def group_stats(
-    blocks: Sequence[Block], full: FullCurvature | None, n_groups: int
-) -> tuple[Tensor, Tensor]:
+def group_stats(blocks: Sequence[CurvatureBlock], n_groups: int) -> tuple[Tensor, Tensor]:
     """‖θ_g‖² and d_g (active weights) per prior group, float64."""
     sq = torch.zeros(n_groups, dtype=torch.float64)
     d = torch.zeros(n_groups, dtype=torch.float64)
     for b in blocks:
-        sq[b.group] += float(b.sq_norm)
-        d[b.group] += b.num_active
-    if full is not None:
-        th = full.theta[full.idx].cpu()
-        g = full.coord_group[full.idx].cpu()
-        sq.index_add_(0, g, th * th)
-        d.index_add_(0, g, torch.ones_like(th))
+        b.group_stats(sq, d)
     return sq, d
 
 
-def logdet_sum(blocks: Sequence[Block], full: FullCurvature | None, alpha: Tensor) -> Tensor:
+def logdet_sum(blocks: Sequence[CurvatureBlock], alpha: Tensor) -> Tensor:
     """log det P_m as a differentiable function of α (n_groups,) float64 on CPU."""
     total = alpha.new_zeros(())
     for b in blocks:
-        a = alpha[b.group].to(b.theta.device)
-        total = total + b.logdet(a).cpu()
-    if full is not None:
-        total = total + full.logdet(alpha.to(full.h.device)).cpu()
+        total = total + b.logdet(alpha)
     return total
 
 
-def alpha_objective(
-    blocks: Sequence[Block], full: FullCurvature | None, n_groups: int
-) -> Callable[[Tensor], Tensor]:
+def alpha_objective(blocks: Sequence[CurvatureBlock], n_groups: int) -> Callable[[Tensor], Tensor]:
     """α ↦ −½ Σ α_g‖θ_g‖² − ½ [log det P_m − Σ d_g log α_g] (the α-dependent part of log Z)."""
-    sq, d = group_stats(blocks, full, n_groups)
+    sq, d = group_stats(blocks, n_groups)
 
     def f(alpha: Tensor) -> Tensor:
         return -0.5 * (alpha * sq).sum() - 0.5 * (
-            logdet_sum(blocks, full, alpha) - (d * alpha.log()).sum()
+            logdet_sum(blocks, alpha) - (d * alpha.log()).sum()
         )
 
     return f
 
 
 def evidence_terms(
-    blocks: Sequence[Block], full: FullCurvature | None, alpha: Tensor, log_likelihood: float
+    blocks: Sequence[CurvatureBlock], alpha: Tensor, log_likelihood: float
 ) -> EvidenceTerms:
     """All terms of log Z at α (n_groups,)."""
-    sq, d = group_stats(blocks, full, len(alpha))
+    sq, d = group_stats(blocks, len(alpha))
     with torch.no_grad():
-        logdet = float(logdet_sum(blocks, full, alpha))
+        logdet = float(logdet_sum(blocks, alpha))
     ldr = logdet - float((d * alpha.log()).sum())
     prior = -0.5 * float((alpha * sq).sum())
     return EvidenceTerms(

@@ -12,15 +12,18 @@ K-FAC P (Schur complement). Higher Δ_j = cheaper to remove; masked weights get 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
 import torch
 from torch import Tensor
+
+from .curvature.block import CurvatureBlock
 
 
 def weight_scores(
     kind: str,
     theta: Tensor,
-    alpha: float,
+    alpha: float | Tensor,
     mask: Tensor | None,
     diag_inv: Tensor | None = None,
     diag_p: Tensor | None = None,
@@ -34,7 +37,7 @@ def weight_scores(
         occam = -0.5 * torch.log(alpha * diag_inv)
     elif kind == "diag":
         fit = -0.5 * diag_p * theta * theta
-        occam = 0.5 * (torch.log(diag_p) - math.log(alpha))
+        occam = 0.5 * (torch.log(diag_p) - torch.log(torch.as_tensor(alpha, dtype=torch.float64)))
     elif kind == "first_order":
         fit = -theta.abs() * diag_h / max(num_data, 1e-300)
         occam = torch.zeros_like(fit)
@@ -45,3 +48,38 @@ def weight_scores(
         inf = torch.tensor(math.inf, dtype=score.dtype, device=score.device)
         score = torch.where(mask, score, inf)
     return score, {"fit": fit, "occam": occam}
+
+
+def block_weight_scores(
+    blocks: Iterable[CurvatureBlock],
+    kind: str,
+    alpha: Tensor,
+    wanted: Iterable[str],
+    num_data: float,
+) -> tuple[dict[str, Tensor], dict[str, dict[str, Tensor]]]:
+    """Δ_j and its parts for the wanted parameters (float32, CPU, parameter-shaped)."""
+    want = set(wanted)
+    scores: dict[str, Tensor] = {}
+    parts: dict[str, dict[str, Tensor]] = {}
+    for b in blocks:
+        if not want.intersection(b.param_names):
+            continue
+        a = b.prior_of(alpha)
+        dh = b.diag_h()
+        sc, pt = weight_scores(
+            kind,
+            b.theta,
+            a,
+            b.mask,
+            diag_inv=b.diag_inv(alpha) if kind == "obs" else None,
+            diag_p=dh + a,
+            diag_h=dh,
+            num_data=num_data,
+        )
+        sc_p = b.to_params(sc)
+        pt_p = {k: b.to_params(v) for k, v in pt.items()}
+        for name in b.param_names:
+            if name in want:
+                scores[name] = sc_p[name].float().cpu()
+                parts[name] = {k: v[name].float().cpu() for k, v in pt_p.items()}
+    return scores, parts

@@ -18,6 +18,7 @@ Handlers (one per parameter-owning module) turn (input, output-gradient) into:
 
 from __future__ import annotations
 
+import math
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -165,27 +166,36 @@ class Handler:
 
 
 def _unfold(m: nn.Module, x: Tensor) -> Tensor:
-    """Conv input (B, C, *S) -> patches (B, R, C·prod(k)) in the weight's (C, k…) order."""
+    """Conv input (B, C, *S) -> patches (B, R, C·prod(k)) in the weight's (C, k…) order.
+
+    Built from ``Tensor.unfold`` views and one copy: ``F.unfold`` (im2col) is ~90× slower on
+    CPU for the (1, k) kernels a Conv1d becomes (1.7 s against 0.02 s for a 256×32×40 input,
+    kernel 5, measured on this machine) and dominated the evidence pass of 1-D CNNs.
+    """
     if m.padding_mode != "zeros":
         raise NotImplementedError(f"K-FAC for padding_mode={m.padding_mode!r} is not supported")
-    one_d = x.dim() == 3
     k, s, d = m.kernel_size, m.stride, m.dilation
+    n = len(k)
     pad = m.padding
     if isinstance(pad, str):
         if pad == "valid":
-            pad = (0,) * len(k)
+            pad = (0,) * n
         else:  # "same" (stride 1): PyTorch puts the extra element on the right
             total = [di * (ki - 1) for di, ki in zip(d, k, strict=False)]
             lr: list[int] = []
             for t in reversed(total):
                 lr += [t // 2, t - t // 2]
             x = F.pad(x, lr)
-            pad = (0,) * len(k)
-    if one_d:
-        x = x.unsqueeze(2)
-        k, s, d, pad = (1, k[0]), (1, s[0]), (1, d[0]), (0, pad[0])
-    cols = F.unfold(x, kernel_size=k, dilation=d, padding=pad, stride=s)
-    return cols.transpose(1, 2)
+            pad = (0,) * n
+    if any(pad):
+        x = F.pad(x, [p for pi in reversed(pad) for p in (pi, pi)])
+    for dim, (ki, si, di) in enumerate(zip(k, s, d, strict=False)):
+        x = x.unfold(2 + dim, di * (ki - 1) + 1, si)  # (…, L_out, span)
+        if di > 1:
+            x = x[..., ::di]
+    # (B, C, *L_out, *k) -> (B, *L_out, C, *k) -> (B, R, C·prod(k))
+    x = x.permute(0, *range(2, 2 + n), 1, *range(2 + n, 2 + 2 * n))
+    return x.reshape(x.shape[0], -1, math.prod(x.shape[1 + n :]))
 
 
 def build_handlers(

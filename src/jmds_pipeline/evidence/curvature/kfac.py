@@ -15,14 +15,26 @@ With G = U diag(λ^G) Uᵀ, A = V diag(λ^A) Vᵀ and P = A⊗G + αI:
     diag(P⁻¹)        = (U∘U) W (V∘V)ᵀ,          W_qp = 1 / (λ^G_q λ^A_p + α)
     ψᵀ P⁻¹ ψ         = Σ_qp (Uᵀ ψ V)_qp² W_qp   (per-sample leverage, no d×d matrix)
 
+Per-sample leverage tr(P⁻¹H_i), H_i = Σ_k ω_k ψ_ik ψ_ikᵀ with ψ_ik = Σ_r g_irk a_irᵀ:
+
+- ``exact``: the formula above on each ψ_ik, computed in the eigenbasis from the rotated
+  inputs ã = aV (once per sample, shared by all k) and gradients g̃ = gU, or by forming ψ
+  first when R·d_in² is the larger cost (wide convs, many positions);
+- ``kron``: the per-sample analogue of K-FAC "expand", H_i ≈ A_i ⊗ G_i with
+  A_i = Σ_r a_ir a_irᵀ / R and G_i = Σ_k ω_k Σ_r g_irk g_irkᵀ, so
+  tr(P⁻¹H_i) ≈ Σ_qp W_qp (Σ_k ω_k Σ_r g̃_irkq²) (Σ_r ã_irp² / R): no per-sample d_out×d_in
+  matrix and no cross-position terms. Identical to ``exact`` for R = 1 (Linear layers);
+  used on a layer only where it is cheaper than ``exact`` (else ``exact`` is used there).
+
 Masked layers (active set S): log det P_S is bounded above both by the Schur-complement form
 log det P + Σ_{j∉S} log [P⁻¹]_jj (Hadamard's inequality applied to (P⁻¹)_{S̄S̄} = (P/P_SS)⁻¹; exact
 when one weight is removed) and by the direct form Σ_{j∈S} log P_jj (Hadamard on P_S; exact
 when S is empty, so a fully pruned layer contributes 0); we take the smaller (tighter) bound.
+Their leverage uses the masked ψ (exact form only).
 
 Peak memory per layer: A, G, V, U in float64 = 16 (d_in² + d_out²) bytes, plus W and
-diag(P⁻¹) (16 d_out d_in) when scoring, plus per-sample chunks c · d_out · d_in (c =
-``leverage_chunk``) for weight-shared or masked layers. No d×d matrix (d = d_out d_in).
+diag(P⁻¹) (16 d_out d_in) when scoring, plus per-sample chunks c · K · d_out · d_in (c from
+``chunk_elements``) for the exact leverage of weight-shared or masked layers.
 """
 
 from __future__ import annotations
@@ -42,7 +54,7 @@ class KronBlock:
     handler: Handler
     A: Tensor  # (d_in, d_in) float64, running sum until ``finalise``
     G: Tensor  # (d_out, d_out) float64
-    theta: Tensor | None = None  # (d_out, d_in) float64
+    theta: Tensor  # (d_out, d_in) float64, masked entries zeroed
     mask: Tensor | None = None  # (d_out, d_in) bool; None = all active
     group: int = 0
     lam_a: Tensor | None = None
@@ -50,14 +62,44 @@ class KronBlock:
     V: Tensor | None = None
     U: Tensor | None = None
 
-    @property
-    def num_active(self) -> int:
-        return int(self.theta.numel() if self.mask is None else self.mask.sum())
+    # ---- protocol (``block.CurvatureBlock``) ----
+    def group_stats(self, sq_norm: Tensor, num_active: Tensor) -> None:
+        sq_norm[self.group] += float(self.theta.pow(2).sum())
+        num_active[self.group] += int(self.theta.numel() if self.mask is None else self.mask.sum())
 
     @property
-    def sq_norm(self) -> Tensor:
-        return self.theta.pow(2).sum()
+    def param_names(self) -> list[str]:
+        return list(self.handler.params.values())
 
+    def prior_of(self, alpha: Tensor) -> Tensor:
+        return alpha[self.group].to(self.theta.device)
+
+    def to_params(self, view: Tensor) -> dict[str, Tensor]:
+        return self.handler.from_matrix(view)
+
+    def diag_h(self) -> Tensor:
+        """K-FAC diagonal of H, G_oo A_ii, shape (d_out, d_in)."""
+        return torch.outer(torch.diagonal(self.G), torch.diagonal(self.A))
+
+    def diag_inv(self, alpha: Tensor) -> Tensor:
+        return self._diag_inv(self.prior_of(alpha))
+
+    def _diag_inv(self, a: Tensor) -> Tensor:
+        """diag(P⁻¹) = (U∘U) W (V∘V)ᵀ, shape (d_out, d_in); a the layer's 0-d α."""
+        w = 1.0 / (self._eig_outer() + a)
+        return (self.U * self.U) @ w @ (self.V * self.V).t()
+
+    def logdet(self, alpha: Tensor) -> Tensor:
+        """log det P_S (masked approximation above), float64 0-d CPU tensor."""
+        a = self.prior_of(alpha)
+        full = torch.log(self._eig_outer() + a).sum()
+        if self.mask is None or bool(self.mask.all()):
+            return full.cpu()
+        direct = torch.log(self.diag_h()[self.mask] + a).sum()
+        schur = full + torch.log(self._diag_inv(a)[~self.mask]).sum()
+        return torch.minimum(direct, schur).cpu()
+
+    # ---- curvature pass ----
     def accumulate_a(self, a: Tensor, w: Tensor) -> None:
         """a: (b, R, d_in), w: (b,) sample weights; adds Σ_i w_i Σ_r a aᵀ / R."""
         r = a.shape[1]
@@ -65,8 +107,8 @@ class KronBlock:
         self.A += (aw.t() @ aw).double()
 
     def accumulate_g(self, g: Tensor, w: Tensor) -> None:
-        """g: (b, R, d_out), w: (b,) = sample weight × ω_k; adds Σ_i w_i Σ_r g gᵀ."""
-        gw = (g * w.sqrt().reshape(-1, 1, 1)).reshape(-1, g.shape[-1])
+        """g: (K, b, R, d_out), w: (K, b) = sample weight × ω_k; adds Σ_ik w_ik Σ_r g gᵀ."""
+        gw = (g * w.sqrt()[..., None, None]).reshape(-1, g.shape[-1])
         self.G += (gw.t() @ gw).double()
 
     def finalise(self, total_weight: float) -> None:
@@ -75,72 +117,48 @@ class KronBlock:
         self.lam_a, self.V = _eigh(self.A)
         self.lam_g, self.U = _eigh(self.G)
 
-    # ---- maths in the eigenbasis (α is a 0-d float64 tensor, differentiable) ----
-    def eig_outer(self) -> Tensor:
+    def _eig_outer(self) -> Tensor:
         return torch.outer(self.lam_g, self.lam_a)
 
-    def diag_h(self) -> Tensor:
-        """K-FAC diagonal of H, G_oo A_ii, shape (d_out, d_in)."""
-        return torch.outer(torch.diagonal(self.G), torch.diagonal(self.A))
+    # ---- sample pass ----
+    def leverage_cost(self, r: int, k: int, mode: str) -> tuple[str, int]:
+        """(method, multiply-adds per sample) of the leverage of one call; see the module doc."""
+        d_in, d_out = self.A.shape[0], self.G.shape[0]
+        if self.mask is not None:
+            return "masked", k * (r * d_in * d_out + d_out * d_in * (d_in + d_out))
+        rotate = r * d_in * d_in + k * r * d_out * d_out
+        options = {
+            "rotate": rotate + k * r * d_in * d_out,
+            "matrix": k * (r * d_in * d_out + d_out * d_in * (d_in + d_out)),
+        }
+        if r == 1 or mode == "kron":
+            options["kron"] = rotate + d_in * d_out
+        if r == 1:  # rank one: kron is exact and cheapest
+            return "kron", options["kron"]
+        best = min(options, key=options.get)
+        return best, options[best]
 
-    def diag_inv(self, alpha: Tensor) -> Tensor:
-        """diag(P⁻¹) = (U∘U) W (V∘V)ᵀ, shape (d_out, d_in)."""
-        w = 1.0 / (self.eig_outer() + alpha)
-        return (self.U * self.U) @ w @ (self.V * self.V).t()
+    def leverage(self, a: Tensor, g: Tensor, wk: Tensor, alpha: Tensor, method: str) -> Tensor:
+        """Σ_k w_k ψ_ikᵀ P⁻¹ ψ_ik (or its ``kron`` approximation) per sample, shape (b,).
 
-    def logdet(self, alpha: Tensor) -> Tensor:
-        """log det P_S (masked approximation above), float64 0-d tensor."""
-        full = torch.log(self.eig_outer() + alpha).sum()
-        if self.mask is None or bool(self.mask.all()):
-            return full
-        direct = torch.log(self.diag_h()[self.mask] + alpha).sum()
-        removed = ~self.mask
-        if int(removed.sum()) == 0:
-            return full
-        schur = full + torch.log(self.diag_inv(alpha)[removed]).sum()
-        return torch.minimum(direct, schur)
-
-    def leverage(
-        self, a: Tensor, gs: list[tuple[Tensor, Tensor]], alpha: float, chunk: int
-    ) -> Tensor:
-        """Σ_k w_k ψ_ikᵀ P⁻¹ ψ_ik for ψ_ik = Σ_r g_irk a_irᵀ (masked entries zeroed), shape (b,).
-
-        ``gs``: (g_k, w_k) per backward vector, g_k (b, R, d_out), w_k (b,). The rotation
-        Vᵀa (R·d_in² per sample, the dominant cost when d_in ≫ d_out) is shared by all k.
-        R = 1 and no mask: rank-one, Σ_qp (Uᵀg)_q² (Vᵀa)_p² W_qp. Otherwise per-sample
-        matrices in chunks, rotating positions first or the summed gradient, whichever is
-        cheaper.
+        a (b, R, d_in); g (K, b, R, d_out); wk (K, b) = ω_k (× sample weight); α
+        (n_groups,); ``method`` from ``leverage_cost``.
         """
         dt = a.dtype
-        w = (1.0 / (self.eig_outer() + alpha)).to(dt)
+        w = (1.0 / (self._eig_outer() + self.prior_of(alpha))).to(dt)
         U, V = self.U.to(dt), self.V.to(dt)
-        b, r, d_in = a.shape
-        d_out = w.shape[0]
-        k = len(gs)
-        out = a.new_zeros(b)
-        if self.mask is None and r == 1:
-            at2 = (a[:, 0] @ V).pow(2)
-            for g, wk in gs:
-                gt = g[:, 0] @ U
-                out += wk * ((gt * gt) @ w * at2).sum(-1)
-            return out
-        cost_rotate = r * d_in * d_in + k * r * (d_out * d_out + d_in * d_out)
-        cost_matrix = k * (r * d_in * d_out + d_out * d_in * (d_in + d_out))
-        rotate_first = self.mask is None and cost_rotate < cost_matrix
-        m = None if self.mask is None else self.mask.to(device=a.device, dtype=dt)
-        for s in range(0, b, chunk):
-            sl = slice(s, s + chunk)
-            ac = a[sl] @ V if rotate_first else a[sl]
-            for g, wk in gs:
-                if rotate_first:
-                    pt = torch.einsum("bro,bri->boi", g[sl] @ U, ac)
-                else:
-                    psi = torch.einsum("bro,bri->boi", g[sl], ac)
-                    if m is not None:
-                        psi = psi * m
-                    pt = U.t() @ psi @ V
-                out[sl] += wk[sl] * (pt * pt * w).sum((1, 2))
-        return out
+        if method == "kron":
+            at2 = (a @ V).pow(2).mean(1)  # (b, d_in): diag of Vᵀ A_i V
+            gt2 = torch.einsum("kb,kbq->bq", wk.to(dt), (g @ U).pow(2).sum(2))
+            return ((gt2 @ w) * at2).sum(-1)
+        if method == "rotate":
+            pt = torch.einsum("kbrq,brp->kbqp", g @ U, a @ V)
+        else:
+            psi = torch.einsum("kbro,bri->kboi", g, a)
+            if method == "masked":
+                psi = psi * self.mask.to(device=a.device, dtype=dt)
+            pt = U.t() @ psi @ V
+        return torch.einsum("kb,kbqp->b", wk.to(dt), pt * pt * w)
 
 
 def _eigh(mat: Tensor) -> tuple[Tensor, Tensor]:

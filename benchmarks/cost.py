@@ -1,0 +1,233 @@
+"""Cost of the evidence machinery in training epochs, measured side by side in one run.
+
+    nice -n 10 python benchmarks/cost.py     # writes benchmarks/results/cost.json
+
+Per model (1-D CNN on MNIST-1D, the issue's target; MLP on digits): brief training so θ is
+near a mode, then ``REPEATS`` interleaved rounds of: one training epoch (AdamW, batch 64),
+``estimate_evidence`` with every contribution (weights and samples) for the MC and the
+exact Fisher and both per-sample leverage modes (``exact``, ``kron``), and laplace-torch's
+``kron`` fit + ``log_marginal_likelihood``. Ratios are of medians over the rounds, so a
+load spike on the shared machine hits one round, not one method; they are given for wall
+time and for the process's CPU time (``time.process_time``, all threads), which other jobs
+on a shared machine disturb far less than wall time. Also: the error of the
+``kron`` leverage against the exact per-sample leverage (the same Fisher and P), and the
+peak extra resident memory of the evidence pass against one training epoch, each measured
+in a fresh process so that neither inherits the other's freed heap.
+
+Not measured here (left for the JMDS-schedule issue): wall time and FLOPs per phase of a
+whole JMDS / IMP / phased run, and Kedro's overhead against a plain loop.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing as mp
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import psutil
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from evidence import (
+    PeakRSS,
+    conv2d_twin,
+    digits_mlp,
+    laplace_torch,
+    mnist1d_cnn,
+    train_epochs,
+)
+
+from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
+
+OUT = Path(__file__).parent / "results" / "cost.json"
+THREADS = 2
+REPEATS = 3
+CASES = {"cnn1d_mnist1d": (mnist1d_cnn, conv2d_twin), "mlp_digits": (digits_mlp, lambda m: m)}
+VARIANTS = {
+    "mc_exact_leverage": EvidenceConfig(fisher="mc"),
+    "mc_kron_leverage": EvidenceConfig(fisher="mc", leverage="kron"),
+    "exact_exact_leverage": EvidenceConfig(fisher="exact"),
+    "exact_kron_leverage": EvidenceConfig(fisher="exact", leverage="kron"),
+}
+
+
+def _trained(build):
+    torch.manual_seed(0)
+    model, x, y, epochs = build()
+    train_epochs(model, x, y, max(epochs - 1, 0))
+    return model, x, y
+
+
+class _Clock:
+    """Wall and CPU seconds of a ``with`` block."""
+
+    def __enter__(self):
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.wall
+        self.cpu = time.process_time() - self.cpu
+
+
+def _timed_evidence(model, x, y, cfg, **kw):
+    with _Clock() as clock:
+        res = estimate_evidence(model, x, y, config=cfg, **kw)
+    return clock, res
+
+
+def _rank(t: torch.Tensor) -> torch.Tensor:
+    return t.argsort().argsort().double()
+
+
+def kron_error(exact: torch.Tensor, kron: torch.Tensor) -> dict[str, float]:
+    """How far the ``kron`` contributions are from the exact ones, in the terms JMDS uses."""
+    n = exact.numel()
+    low = max(1, int(0.3 * n))  # the 30 % with the lowest c_i: what a data budget drops
+    drop_exact = set(exact.argsort()[:low].tolist())
+    drop_kron = set(kron.argsort()[:low].tolist())
+    return {
+        "relative_l2_error": float((kron - exact).norm() / exact.norm()),
+        "spearman": float(torch.corrcoef(torch.stack([_rank(exact), _rank(kron)]))[0, 1]),
+        "lowest_30pct_overlap": len(drop_exact & drop_kron) / low,
+    }
+
+
+def measure_case(name: str) -> dict:
+    build, laplace_model = CASES[name]
+    model, x, y = _trained(build)
+    keys = ["epoch", *VARIANTS, "laplace_torch", "ours_evidence_only"]
+    rounds = {c: {k: [] for k in keys} for c in ("wall", "cpu")}
+
+    def put(key: str, clock: _Clock) -> None:
+        rounds["wall"][key].append(clock.wall)
+        rounds["cpu"][key].append(clock.cpu)
+
+    results = {}
+    laplace_error = None
+    for rep in range(REPEATS):
+        with _Clock() as clock:
+            train_epochs(model, x, y, 1, seed=rep)
+        put("epoch", clock)
+        for key, cfg in VARIANTS.items():
+            clock, results[key] = _timed_evidence(model, x, y, cfg)
+            put(key, clock)
+        alpha = results["mc_exact_leverage"].prior_precision
+        with _Clock() as clock:
+            lt = laplace_torch(laplace_model(model), x, y, alpha, bs=len(x))
+        if "seconds" not in lt:
+            laplace_error = lt["error"]
+        else:
+            put("laplace_torch", clock)
+            same = EvidenceConfig(fisher="mc", prior_precision=alpha, subsample_size=None)
+            clock, _ = _timed_evidence(model, x, y, same, score_samples=False, score_weights=False)
+            put("ours_evidence_only", clock)
+        print(
+            f"  round {rep} (cpu s): "
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rounds["cpu"].items() if v),
+            flush=True,
+        )
+    med = {c: {k: statistics.median(v) for k, v in r.items() if v} for c, r in rounds.items()}
+    out = {
+        "n_samples": len(x),
+        "num_params": sum(p.numel() for p in model.parameters()),
+        "median_seconds": med,
+        "all_seconds": rounds,
+        "evidence_in_epochs": {c: {k: m[k] / m["epoch"] for k in VARIANTS} for c, m in med.items()},
+        "exact_over_mc": {
+            c: {
+                lev: m[f"exact_{lev}_leverage"] / m[f"mc_{lev}_leverage"]
+                for lev in ("exact", "kron")
+            }
+            for c, m in med.items()
+        },
+        "stage_seconds_last_round": {k: r.timings for k, r in results.items()},
+        "kron_leverage_vs_exact": {
+            "exact_fisher": kron_error(
+                results["exact_exact_leverage"].sample_contribution,
+                results["exact_kron_leverage"].sample_contribution,
+            ),
+            "mc_fisher": kron_error(
+                results["mc_exact_leverage"].sample_contribution,
+                results["mc_kron_leverage"].sample_contribution,
+            ),
+        },
+    }
+    if laplace_error is None:
+        out["laplace_torch"] = {
+            "recipe": "kron (CurvlinopsGGN), all N samples in one batch, + log marglik",
+            "speedup_with_contributions": {
+                c: {k: m["laplace_torch"] / m[k] for k in VARIANTS} for c, m in med.items()
+            },
+            "speedup_evidence_only": {
+                c: m["laplace_torch"] / m["ours_evidence_only"] for c, m in med.items()
+            },
+        }
+    else:
+        out["laplace_torch"] = {"error": laplace_error}
+    out["peak_extra_rss_mib"] = memory(name)
+    return out
+
+
+def _memory_child(name: str, what: str, queue) -> None:
+    torch.set_num_threads(THREADS)
+    build, _ = CASES[name]
+    torch.manual_seed(0)
+    model, x, y, _ = build()
+    model(x[:2])  # lazy initialisation outside the measured region
+    with PeakRSS() as mem:
+        if what == "training_epoch":
+            train_epochs(model, x, y, 1)
+        else:
+            estimate_evidence(model, x, y, config=VARIANTS[what])
+    queue.put(mem.mib)
+
+
+def memory(name: str) -> dict[str, float]:
+    """Peak extra RSS (MiB) of one training epoch and of each evidence variant, fresh processes."""
+    ctx = mp.get_context("spawn")
+    out = {}
+    for what in ("training_epoch", *VARIANTS):
+        queue = ctx.Queue()
+        proc = ctx.Process(target=_memory_child, args=(name, what, queue))
+        proc.start()
+        out[what] = queue.get()
+        proc.join()
+    out["ratio_to_training_epoch"] = {
+        k: out[k] / max(out["training_epoch"], 1e-9) for k in VARIANTS
+    }
+    return out
+
+
+def main() -> None:
+    torch.set_num_threads(THREADS)
+    t0 = time.perf_counter()
+    results = {
+        "meta": {
+            "command": "nice -n 10 python benchmarks/cost.py",
+            "torch": torch.__version__,
+            "threads": THREADS,
+            "repeats": REPEATS,
+            "machine": platform.machine(),
+            "cpu_count": psutil.cpu_count(),
+            "load_average_at_start": list(psutil.getloadavg()),
+            "note": "shared 2-core CPU (other jobs running): compare ratios, not seconds",
+        }
+    }
+    for name in CASES:
+        print(f"== {name}", flush=True)
+        results[name] = measure_case(name)
+        print(json.dumps(results[name]["evidence_in_epochs"], indent=1), flush=True)
+    results["meta"]["load_average_at_end"] = list(psutil.getloadavg())
+    results["meta"]["total_seconds"] = time.perf_counter() - t0
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=2))
+    print(f"wrote {OUT} in {results['meta']['total_seconds']:.0f}s")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""What every pass of one ``estimate_evidence`` call shares: model, data, masks, prior groups."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .config import EvidenceConfig
+
+
+def to_logits(out: object) -> Tensor:
+    """Model output -> logits tensor (accepts HF ``ModelOutput`` and tuples)."""
+    if isinstance(out, Tensor):
+        return out
+    if hasattr(out, "logits"):
+        return out.logits
+    if isinstance(out, (tuple, list)):
+        return out[0]
+    raise TypeError(f"cannot read logits from a model output of type {type(out).__name__}")
+
+
+class PriorGroups:
+    """Prior-group index of each parameter: one group (``scalar``) or one per module."""
+
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.names: list[str] = []
+
+    def index(self, param_name: str) -> int:
+        key = "all" if self.mode == "scalar" else param_name.rsplit(".", 1)[0]
+        if key not in self.names:
+            self.names.append(key)
+        return self.names.index(key)
+
+    def __len__(self) -> int:
+        return max(len(self.names), 1)
+
+
+class Context:
+    """Model (in eval mode, on ``device``), data, masks and the seeded generator of one call."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        x: Tensor,
+        y: Tensor,
+        config: EvidenceConfig,
+        device: torch.device,
+        names: dict[int, str],
+        masks: dict[str, Tensor],
+    ) -> None:
+        self.model, self.x, self.y, self.cfg, self.device = model, x, y, config, device
+        self.names = names  # id(parameter) -> canonical name
+        self.params = {n: p for n, p in model.named_parameters() if id(p) in names}
+        self.masks = masks
+        self.gen = torch.Generator(device=device).manual_seed(config.seed)
+        self.dtype = next(iter(self.params.values())).dtype
+        self.groups = PriorGroups(config.prior_mode)
+
+    def batches(
+        self, idx: Tensor, weights: Tensor | None
+    ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
+        """(dataset indices, x, y, float64 sample weights) per batch; weights 1 when not given."""
+        bs = self.cfg.batch_size
+        for s in range(0, idx.numel(), bs):
+            bi = idx[s : s + bs]
+            xb = self.x[bi].to(self.device)
+            yb = self.y[bi].to(self.device)
+            if weights is None:
+                wb = torch.ones(bi.numel(), dtype=torch.float64, device=self.device)
+            else:
+                wb = weights[s : s + bs].to(self.device, torch.float64)
+            yield bi, xb, yb, wb

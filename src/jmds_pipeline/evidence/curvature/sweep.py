@@ -1,0 +1,78 @@
+"""One pass over the data: forward with capture, then all Λ-vectors backpropagated at once.
+
+Per batch the model runs forward once with the ``capture`` hooks on; the K backward vectors
+v_k of ``likelihood.backward_vectors`` (C for the exact Fisher, S for MC) are stacked and
+backpropagated in one batched ``autograd.grad`` call (``is_grads_batched``: vmap over the
+backward graph) to the recorded layer outputs only, never to parameters. Batching the K
+passes halves their wall time on the 1-D CNN against a Python loop of K calls (measured
+2.5 s against 0.7–1.2 s for K = 10, batch 256, on the shared 2-core machine); a graph with an
+op that has no batching rule falls back to the loop, with the same numbers.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ..context import Context, to_logits
+from ..likelihood import backward_vectors
+from .capture import Handler, capturing
+
+
+@dataclass
+class CapturedBatch:
+    """One batch: what the layers saw and what flowed back into them."""
+
+    idx: Tensor  # (b,) dataset indices
+    weights: Tensor  # (b,) sample weights, float64
+    logits: Tensor  # detached
+    y: Tensor
+    omega: list[float]  # weight ω_k of each backward vector
+    # id(handler) -> one (layer input, output gradients (K, b, *out) or None) per call
+    calls: dict[int, list[tuple[Tensor, Tensor | None]]]
+
+
+def sweep(
+    ctx: Context, handlers: list[Handler], idx: Tensor, weights: Tensor | None
+) -> Iterator[CapturedBatch]:
+    """Yield one ``CapturedBatch`` per batch of ``idx`` (the layer tensors are freed after)."""
+    size = [0]
+    with capturing(handlers, size):
+        for bi, xb, yb, wb in ctx.batches(idx, weights):
+            size[0] = xb.shape[0]
+            with torch.enable_grad():
+                logits = to_logits(ctx.model(xb))
+            pairs = list(backward_vectors(logits, yb, ctx.cfg, ctx.gen))
+            outs = [o for h in handlers for _, o in h.calls]
+            grads = _batched_grad(logits, outs, torch.stack([v for v, _ in pairs]))
+            it = iter(grads)
+            calls = {id(h): [(inp, next(it)) for inp, _ in h.calls] for h in handlers}
+            yield CapturedBatch(bi, wb, logits.detach(), yb, [om for _, om in pairs], calls)
+            del calls, grads, outs, logits
+            for h in handlers:
+                h.calls.clear()
+
+
+def _batched_grad(logits: Tensor, outs: list[Tensor], vs: Tensor) -> list[Tensor | None]:
+    """∂(v_kᵀ f)/∂out for every k at once: tensors (K, *out.shape), None where unused."""
+    try:
+        with warnings.catch_warnings():
+            # ops without a batching rule run a slower per-k loop inside vmap: still correct
+            warnings.filterwarnings("ignore", message=".*batching rule.*")
+            return list(
+                torch.autograd.grad(
+                    logits, outs, vs, is_grads_batched=True, allow_unused=True, retain_graph=True
+                )
+            )
+    except RuntimeError:
+        per_k = [
+            torch.autograd.grad(logits, outs, v, retain_graph=True, allow_unused=True) for v in vs
+        ]
+        return [
+            None if per_k[0][j] is None else torch.stack([g[j] for g in per_k])
+            for j in range(len(outs))
+        ]
