@@ -24,6 +24,7 @@ def _masks() -> pd.DataFrame:
 
 def _trace() -> pd.DataFrame:
     return pd.DataFrame({"round": [1, 2], "log_evidence": [-10.0, -9.0],
+                         "objective": [-10.0, -9.0], "stationarity": [0.01, float("nan")],
                          "prior_precision": [1.0, 2.0], "model_sparsity": [0.0, 0.5],
                          "data_sparsity": [0.0, 0.3], "val_accuracy": [0.9, 0.8],
                          "train_seconds": [1.0, 2.0], "evidence_seconds": [0.1, 0.2]})
@@ -51,6 +52,7 @@ def test_a_good_table_passes(schema, make) -> None:
         (RoundTraceSchema, _trace, "prior_precision", 1, 0.0),
         (RoundTraceSchema, _trace, "val_accuracy", 1, 1.2),
         (RoundTraceSchema, _trace, "data_sparsity", 0, -0.1),
+        (RoundTraceSchema, _trace, "stationarity", 0, -0.5),
     ],
 )
 def test_a_broken_table_is_rejected_naming_the_column(schema, make, column, row, value) -> None:
