@@ -33,10 +33,10 @@ def _config(**overrides: object) -> RunConfig:
     return RunConfig(dataset="digits", model="mlp", **overrides)
 
 
-def test_every_epoch_of_the_loop_is_one_dvclive_step(tmp_path, monkeypatch, blobs, tiny_mlp):
+def test_every_epoch_of_the_loop_is_one_dvclive_step(tmp_path, monkeypatch, blobs, blob_mlp):
     monkeypatch.chdir(tmp_path)
     with epoch_tracker(_config(), "dense") as on_epoch:
-        outcome = train_model(tiny_mlp, blobs, FAST, on_epoch=on_epoch)
+        outcome = train_model(blob_mlp, blobs, FAST, on_epoch=on_epoch)
     live = tmp_path / "data" / "08_reporting" / "digits" / "dvclive" / "dense"
     assert _files(tmp_path) == {
         p.relative_to(tmp_path) for p in (
@@ -55,11 +55,11 @@ def test_every_epoch_of_the_loop_is_one_dvclive_step(tmp_path, monkeypatch, blob
     assert summary["train"]["loss"] == pytest.approx(outcome.history[-1]["train_loss"])
 
 
-def test_tracking_off_or_off_rank_zero_writes_nothing(tmp_path, monkeypatch, blobs, tiny_mlp):
+def test_tracking_off_or_off_rank_zero_writes_nothing(tmp_path, monkeypatch, blobs, blob_mlp):
     monkeypatch.chdir(tmp_path)
     with epoch_tracker(_config(dvclive=False), "dense") as on_epoch:
         assert on_epoch is None
-        train_model(tiny_mlp, blobs, FAST, on_epoch=on_epoch)
+        train_model(blob_mlp, blobs, FAST, on_epoch=on_epoch)
     monkeypatch.setenv("RANK", "1")
     assert tracking_dir(_config()) is None
     track_rounds(pd.DataFrame({"round": [1]}), {"dataset": "digits"})  # no-op on rank 1

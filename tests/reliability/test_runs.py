@@ -35,7 +35,11 @@ def test_a_diverging_dense_run_names_the_step_and_keeps_the_last_good_model(proj
     with pytest.raises(NonFiniteError, match=r"training 'dense' at epoch 1, batch \d+: "
                                              r"(loss = nan|weights)"):
         run(project, with_params(training={"lr": 10000.0}), pipeline_names=["pretraining"])
-    assert digests(project / "data") == before  # dense.safetensors etc. byte-identical
+    # dense.safetensors etc. byte-identical; DVCLive's live log of the failed attempt
+    # (08_reporting/<dataset>/dvclive/) is a log, not an artefact a later node reads.
+    after = digests(project / "data")
+    assert ({k: v for k, v in after.items() if "/dvclive/" not in k}
+            == {k: v for k, v in before.items() if "/dvclive/" not in k})
 
 
 @pytest.mark.parametrize("keep_record", [True, False])
