@@ -21,27 +21,27 @@ from jmds_pipeline.training.loop import train_model
 QUIET = {"progress": False}
 
 
-def test_a_nan_sample_stops_training_at_its_epoch_and_batch(blobs: dict, tiny_mlp: nn.Module):
+def test_a_nan_sample_stops_training_at_its_epoch_and_batch(blobs: dict, blob_mlp: nn.Module):
     blobs["x"][7, 2] = float("nan")
     n = blobs["x"].shape[0]
     # One batch per epoch, so the poisoned sample is in epoch 1's batch 1, whatever the order.
     config = TrainingConfig(epochs=3, batch_size=n, **QUIET)
-    before = {k: v.clone() for k, v in tiny_mlp.state_dict().items()}
+    before = {k: v.clone() for k, v in blob_mlp.state_dict().items()}
     with pytest.raises(NonFiniteError, match=r"training 'train' at epoch 1, batch 1: loss = nan"):
-        train_model(tiny_mlp, blobs, config)
+        train_model(blob_mlp, blobs, config)
     # The loss is checked before backward: the poisoned step never reached the weights.
-    for name, value in tiny_mlp.state_dict().items():
+    for name, value in blob_mlp.state_dict().items():
         assert torch.equal(value, before[name])
 
 
-def test_a_sample_entering_late_is_named_with_its_batch(blobs: dict, tiny_mlp: nn.Module):
+def test_a_sample_entering_late_is_named_with_its_batch(blobs: dict, blob_mlp: nn.Module):
     n = blobs["x"].shape[0]
     kept = torch.zeros(n, dtype=torch.bool)
     kept[:40] = True  # 40 kept rows, batches of 10: 4 batches per epoch
     blobs["x"][39, 0] = float("inf")
     config = TrainingConfig(epochs=1, batch_size=10, **QUIET)
     with pytest.raises(NonFiniteError, match=r"epoch 1, batch (\d+)") as caught:
-        train_model(tiny_mlp, blobs, config, kept=kept)
+        train_model(blob_mlp, blobs, config, kept=kept)
     batch = int(caught.value.args[0].split("batch ")[1].split(":")[0])
     assert 1 <= batch <= 4
 
@@ -57,10 +57,10 @@ def test_weights_are_checked_every_k_steps_and_name_the_tensor():
         guard.after_step(model, epoch=0, batch=4)
 
 
-def test_a_diverging_learning_rate_is_stopped(blobs: dict, tiny_mlp: nn.Module):
+def test_a_diverging_learning_rate_is_stopped(blobs: dict, blob_mlp: nn.Module):
     config = TrainingConfig(epochs=5, batch_size=30, lr=1e6, momentum=0.0, **QUIET)
     with pytest.raises(NonFiniteError, match=r"training\.lr = 1e\+06"):
-        train_model(tiny_mlp, blobs, config)
+        train_model(blob_mlp, blobs, config)
 
 
 def test_states_with_nan_are_neither_saved_nor_loaded(tmp_path: Path):
@@ -99,16 +99,16 @@ def test_scores_may_be_infinite_but_never_nan(tmp_path: Path):
         dataset.save({"s": torch.tensor([math.nan])})
 
 
-def test_the_evidence_refuses_nan_weights(tiny_mlp: nn.Module, blobs: dict):
+def test_the_evidence_refuses_nan_weights(blob_mlp: nn.Module, blobs: dict):
     with torch.no_grad():
-        tiny_mlp[2].weight[0, 0] = math.nan
+        blob_mlp[2].weight[0, 0] = math.nan
     with pytest.raises(NonFiniteError, match=r"'2\.weight' \(1 NaN/inf\)"):
-        estimate_evidence(tiny_mlp, blobs["x"], blobs["y"],
+        estimate_evidence(blob_mlp, blobs["x"], blobs["y"],
                           config=EvidenceConfig(structure="diag", prior_precision=1.0))
 
 
-def test_a_state_read_with_masks_is_evaluated_as_theta_times_m(tiny_mlp: nn.Module, blobs: dict):
-    state = {k: v.clone() for k, v in tiny_mlp.state_dict().items()}
+def test_a_state_read_with_masks_is_evaluated_as_theta_times_m(blob_mlp: nn.Module, blobs: dict):
+    state = {k: v.clone() for k, v in blob_mlp.state_dict().items()}
     mask = torch.rand(state["0.weight"].shape, generator=torch.Generator().manual_seed(0)) > 0.5
     masks = {"0.weight": mask}
     fixed = masked_state(state, masks, "round_2.state")
@@ -123,27 +123,27 @@ def test_a_state_read_with_masks_is_evaluated_as_theta_times_m(tiny_mlp: nn.Modu
     zeroed.load_state_dict(state)
     with torch.no_grad():
         zeroed[0].weight[~mask] = 0.0
-    tiny_mlp.load_state_dict(fixed)
-    a = estimate_evidence(tiny_mlp, blobs["x"], blobs["y"], masks=masks, config=config)
+    blob_mlp.load_state_dict(fixed)
+    a = estimate_evidence(blob_mlp, blobs["x"], blobs["y"], masks=masks, config=config)
     b = estimate_evidence(zeroed, blobs["x"], blobs["y"], masks=masks, config=config)
     assert a.log_evidence == b.log_evidence
 
 
-def test_masks_must_cover_every_prunable_layer_with_its_shape(tiny_mlp: nn.Module):
+def test_masks_must_cover_every_prunable_layer_with_its_shape(blob_mlp: nn.Module):
     prunable = ["0.weight", "2.weight"]
     full = {name: torch.ones_like(p, dtype=torch.bool)
-            for name, p in tiny_mlp.named_parameters() if name in prunable}
-    check_masks_fit(full, tiny_mlp, prunable, "m")  # complete: accepted
+            for name, p in blob_mlp.named_parameters() if name in prunable}
+    check_masks_fit(full, blob_mlp, prunable, "m")  # complete: accepted
     with pytest.raises(MaskMismatchError, match=r"no mask for prunable layer\(s\) \['2\.weight'\]"):
-        check_masks_fit({"0.weight": full["0.weight"]}, tiny_mlp, prunable, "m")
+        check_masks_fit({"0.weight": full["0.weight"]}, blob_mlp, prunable, "m")
     with pytest.raises(MaskMismatchError, match=r"shape \(16, 5\), the layer has \(16, 6\)"):
         check_masks_fit({**full, "0.weight": torch.ones(16, 5, dtype=torch.bool)},
-                        tiny_mlp, prunable, "m")
+                        blob_mlp, prunable, "m")
     with pytest.raises(MaskMismatchError, match=r"\['0\.bias'\], which the model does not prune"):
         check_masks_fit({**full, "0.bias": torch.ones(16, dtype=torch.bool)},
-                        tiny_mlp, prunable, "m")
+                        blob_mlp, prunable, "m")
     with pytest.raises(MaskMismatchError, match="not bool"):
-        check_masks_fit({**full, "2.weight": torch.ones(3, 16)}, tiny_mlp, prunable, "m")
+        check_masks_fit({**full, "2.weight": torch.ones(3, 16)}, blob_mlp, prunable, "m")
 
 
 def test_chance_level_loss_is_ln_c_and_is_reported(caplog: pytest.LogCaptureFixture):
