@@ -120,6 +120,7 @@ def main() -> None:
         "command": "python benchmarks/quality.py" + (" --quick" if args.quick else ""),
         "protocol": "benchmarks/PROTOCOL.md",
         "dataset": "mnist1d (generation seed 42, the package default)",
+        "model": "cnn1d",
         "wall_seconds": seconds,
         "jobs": args.jobs,
         "seeds": seeds,
