@@ -41,6 +41,16 @@ def blob_mlp() -> nn.Module:
     return nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
 
 
+def seeded_blob_mlp(state: dict | None = None, hidden: int = 16) -> nn.Module:
+    """``run_rounds``' ``build(state)``: the same seeded 6-hidden-3 MLP, with ``state``
+    loaded when given (every rewind returns the same initialisation)."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, hidden), nn.ReLU(), nn.Linear(hidden, 3))
+    if state is not None:
+        model.load_state_dict(state)
+    return model
+
+
 # Property tests draw the same examples on every run (seeded runs reproducible), and no
 # example database is written into the working tree.
 settings.register_profile("jmds", derandomize=True, database=None)

@@ -18,7 +18,7 @@ from jmds_pipeline.sparsity.jmds_scoring import score_samples
 from jmds_pipeline.sparsity.rounds import RoundScores, next_kept, run_rounds
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores
 from jmds_pipeline.training.loop import cpu_state, train_model
-from tests.conftest import make_blobs
+from tests.conftest import make_blobs, seeded_blob_mlp
 
 torch.set_default_dtype(torch.float32)
 
@@ -162,13 +162,7 @@ def test_rounds_train_with_the_previous_rounds_prior_alpha(monkeypatch):
     config = RunConfig(dataset="digits", model="mlp",
                        training=TrainingConfig(epochs=2, batch_size=16, progress=False))
 
-    def build(state):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
-        if state is not None:
-            model.load_state_dict(state)
-        return model
-
+    build = seeded_blob_mlp
     round_number = iter(range(1, 100))
 
     def scorer(model, masks, kept, *, weights: bool, samples: bool) -> RoundScores:

@@ -7,15 +7,9 @@ from jmds_pipeline.sparsity.rounds import RoundScores, kept_weights, run_rounds
 from jmds_pipeline.sparsity.schedules import round_targets
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores
 from jmds_pipeline.training.loop import cpu_state, train_model
-from tests.conftest import make_blobs
+from tests.conftest import make_blobs, seeded_blob_mlp
 
-
-def _build(state):
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
-    if state is not None:
-        model.load_state_dict(state)
-    return model
+_build = seeded_blob_mlp
 
 
 def test_kept_weights_put_every_subset_on_the_full_data_scale():

@@ -23,7 +23,7 @@ from jmds_pipeline.sparsity.weight_selection import (
 )
 from jmds_pipeline.training.evaluate import evaluate
 from jmds_pipeline.training.loop import cpu_state
-from tests.conftest import make_blobs
+from tests.conftest import make_blobs, seeded_blob_mlp
 
 
 def test_kept_weights_with_a_single_kept_row_carry_the_whole_data_set() -> None:
@@ -223,11 +223,7 @@ def test_round_trace_reports_what_each_round_scored() -> None:
                       target_data_sparsity=0.2)
 
     def build(state):
-        torch.manual_seed(0)
-        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
-        if state is not None:
-            model.load_state_dict(state)
-        return model
+        return seeded_blob_mlp(state, hidden=8)
 
     trained = build(None)
     with torch.no_grad():

@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from jmds_pipeline.config import RunConfig
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.models import prunable_parameter_names
 from jmds_pipeline.pipelines.pretraining.nodes import history_frame
@@ -106,6 +107,15 @@ def _tied_prior(evidence: dict[str, Any], tie: bool) -> float | None:
     return scalar_alpha(evidence["prior_precision"]) if tie else None
 
 
+def _scored_model(
+    state: dict[str, torch.Tensor], dataset_meta: dict[str, Any], parameters: dict[str, Any],
+) -> tuple[RunConfig, DatasetMeta, torch.nn.Module]:
+    """The run configuration, the dataset's metadata and the model holding ``state``."""
+    config = run_config_of(parameters)
+    meta = DatasetMeta.from_dict(dataset_meta)
+    return config, meta, model_from_state(config, meta, state)
+
+
 def score_round(
     state: dict[str, torch.Tensor],
     masks: dict[str, torch.Tensor],
@@ -116,9 +126,7 @@ def score_round(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Phase B: Laplace evidence at θ*, every weight's Δ_j, and how close θ* is to a mode
     of the log joint (the Laplace's expansion point)."""
-    config = run_config_of(parameters)
-    meta = DatasetMeta.from_dict(dataset_meta)
-    model = model_from_state(config, meta, state)
+    config, meta, model = _scored_model(state, dataset_meta, parameters)
     started = time.perf_counter()
     phase_b = score_weights(model, masks, kept[KEPT], train, config.jmds,
                             evidence_config(config, meta), config.resolved_device())
@@ -151,9 +159,7 @@ def score_round_samples(
 ) -> pd.DataFrame:
     """Phase C's scores: every sample's contribution c_i under the mask phase B has just
     chosen (``jmds.rescore_samples: false``: under the mask before it)."""
-    config = run_config_of(parameters)
-    meta = DatasetMeta.from_dict(dataset_meta)
-    model = model_from_state(config, meta, state)
+    config, meta, model = _scored_model(state, dataset_meta, parameters)
     masks = masks_after if config.jmds.rescore_samples else masks_before
     result = score_samples(model, masks, kept[KEPT], train, config.jmds,
                            evidence_config(config, meta), config.resolved_device())
