@@ -27,10 +27,11 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks" / "research"))
 
 METHODS = ["dense", "imp", "forgetting", "el2n", "random_data", "phased", "jmds",
-           "jmds_data_only", "jmds_default", "jmds_default_data_only"]
+           "jmds_data_only", "jmds_default", "jmds_default_data_only", "jmds_scored_dense"]
 BUDGETS = [(0.8, 0.5), (0.9, 0.7)]
 GRID = {"model": [0.5, 0.8, 0.9], "data": [0.3, 0.5, 0.7], "seeds": [0]}
-PAIRS = [("jmds", "phased"), ("jmds_default", "phased"), ("jmds", "imp"),
+PAIRS = [("jmds", "phased"), ("jmds_default", "phased"), ("jmds_default", "jmds_scored_dense"),
+         ("jmds", "imp"),
          ("jmds_default", "imp"), ("jmds_data_only", "random_data"),
          ("jmds_default_data_only", "random_data"), ("forgetting", "random_data")]
 
@@ -98,7 +99,9 @@ def main() -> None:
     overrides: dict[str, Any] = {}
     seeds, budgets, grid = args.seeds, BUDGETS, GRID
     if args.quick:
-        overrides = {"training": {"epochs": 15}, "jmds": {"round_epochs": 5}}
+        overrides = {"training": {"epochs": 15}, "rewind_epoch": 3,
+                     "jmds": {"round_epochs": 5, "final_epochs": 12},
+                     "compare": {"imp_round_epochs": 5}}
         seeds, budgets, grid = [0], BUDGETS[:1], None
     todo = tasks(METHODS, budgets, seeds, grid)
     started = time.perf_counter()

@@ -27,7 +27,8 @@ def _trace() -> pd.DataFrame:
                          "objective": [-10.0, -9.0], "stationarity": [0.01, float("nan")],
                          "prior_precision": [1.0, 2.0], "model_sparsity": [0.0, 0.5],
                          "data_sparsity": [0.0, 0.3], "val_accuracy": [0.9, 0.8],
-                         "train_seconds": [1.0, 2.0], "evidence_seconds": [0.1, 0.2]})
+                         "train_seconds": [1.0, 2.0], "train_samples": [0.0, 50.0],
+                         "evidence_seconds": [0.1, 0.2]})
 
 
 @pytest.mark.parametrize(("schema", "make"), [(SampleTableSchema, _samples),

@@ -93,7 +93,15 @@ class EvidenceSettings(_Section):
     prior_mode: Literal["scalar", "layerwise"] = "scalar"
     weight_score: Literal["obs", "diag", "first_order"] = "diag"
     fisher: Literal["exact", "mc"] = "mc"
+    # per-sample tr(P⁻¹H_i) of K-FAC layers: exact, or kron (the per-sample Kronecker
+    # analogue: the same for Linear layers, cheaper for convolutions; evidence/curvature/kfac)
+    leverage: Literal["exact", "kron"] | None = Field(None, validate_default=True)
     batch_size: int = Field(256, ge=1)
+
+    @field_validator("leverage")
+    @classmethod
+    def _default_leverage(cls, value: str | None) -> str:
+        return "exact" if value is None else value
 
 
 class JMDSConfig(_Section):
@@ -132,6 +140,10 @@ class JMDSConfig(_Section):
     # Phase A trains the MAP of the objective whose evidence is estimated: the loss carries
     # the prior α/(2N) Σθ², α re-estimated by each round's evidence (Immer et al. 2021).
     tie_prior: bool = True
+    # dense: round 1 scores the fully trained dense model; rewind: it scores the rewind
+    # point instead (early scoring, as "data diet" pruning scores early in training, Paul
+    # et al. 2021), so the JMDS run needs the dense schedule only up to the rewind epoch.
+    score_from: Literal["dense", "rewind"] | None = Field(None, validate_default=True)
     rescale_kept: bool = True  # weight the K kept samples by N/K inside the evidence
     prune_model: bool = True  # ablations: model-only / data-only
     prune_data: bool = True
@@ -141,6 +153,11 @@ class JMDSConfig(_Section):
     @classmethod
     def _default_round_epochs(cls, epochs: int | None) -> int:
         return 30 if epochs is None else epochs
+
+    @field_validator("score_from")
+    @classmethod
+    def _default_score_from(cls, value: str | None) -> str:
+        return "dense" if value is None else value
 
     @field_validator("lambda_data")
     @classmethod
@@ -196,6 +213,8 @@ class CompareConfig(_Section):
         ("jmds_data_only", "random_data"), ("jmds_default_data_only", "random_data"),
     )
     el2n_models: int = Field(2, ge=1)
+    # IMP's epochs per round (IMP and phased); None: jmds.round_epochs, the JMDS rounds'
+    imp_round_epochs: int | None = Field(None, ge=1)
     el2n_epoch_fraction: float = Field(0.1, gt=0, le=1)
     grid: GridConfig = Field(default_factory=GridConfig)
 

@@ -103,8 +103,10 @@ def jmds_report(
             "## Summary",
             "",
             markdown_table(header, rows),
-            "Train time ×dense is the final retrain's; the whole pipeline's cost (dense "
-            "pretraining, rounds, evidence, retrain) is `total_vs_dense` in the metrics JSON.",
+            "Train time ×dense is the final retrain's; the whole pipeline's cost (the "
+            "pretraining it needs, rounds, evidence, retrain) is `total_vs_dense` in the "
+            "metrics JSON, and in training samples drawn (no scoring passes, immune to "
+            "machine load) `total_samples_vs_dense`.",
             "",
             "## Rounds",
             "",
@@ -137,6 +139,9 @@ def comparison_markdown(
               "train time ×dense", "total time ×dense", "inference FLOPs ×dense",
               "training FLOPs", "log evidence", "seeds"]
     perplexity = "test_perplexity_mean" in table.columns
+    samples = "total_samples_vs_dense_mean" in table.columns
+    if samples:  # the load-independent cost beside the wall-time one
+        header.insert(header.index("total time ×dense") + 1, "training samples ×dense")
     if "val_accuracy_mean" in table.columns:
         header.insert(4, "val acc (mean)")
     if perplexity:  # language models: perplexity is the headline number
@@ -152,6 +157,7 @@ def comparison_markdown(
             *([f"{row['val_accuracy_mean']:.4f}"] if "val_accuracy_mean" in row else []),
             f"{row['time_vs_dense_mean']:.2f}",
             f"{row['total_vs_dense_mean']:.2f}",
+            *([f"{row['total_samples_vs_dense_mean']:.2f}"] if samples else []),
             f"{row['inference_flops_vs_dense_mean']:.3f}",
             f"{row['training_flops_mean']:.3e}",
             f"{row['log_evidence_mean']:.1f}",

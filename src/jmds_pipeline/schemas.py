@@ -63,6 +63,7 @@ class RoundTraceSchema(_Strict):
     data_sparsity: Series[float] = pa.Field(ge=0, le=1)
     val_accuracy: Series[float] = pa.Field(ge=0, le=1)
     train_seconds: Series[float] = pa.Field(ge=0)
+    train_samples: Series[float] = pa.Field(ge=0)
     evidence_seconds: Series[float] = pa.Field(ge=0)
 
 
@@ -80,6 +81,7 @@ class ComparisonSchema(_Strict):
     train_seconds: Series[float] = pa.Field(ge=0)
     time_vs_dense: Series[float] = pa.Field(ge=0)
     total_vs_dense: Series[float] = pa.Field(ge=0)
+    total_samples_vs_dense: Series[float] = pa.Field(gt=0)
     inference_flops_vs_dense: Series[float] = pa.Field(ge=0, le=1)
     training_flops: Series[float] = pa.Field(ge=0)
     log_evidence: Series[float] = pa.Field(nullable=True)

@@ -117,6 +117,49 @@ def test_final_model_has_pruned_weights_exactly_zero(finished_run: Path):
         assert image.size[0] > 100 and image.size[1] > 100  # a real picture, not an empty file
 
 
+@pytest.mark.slow
+def test_round_one_scores_the_dense_model_by_default(finished_run: Path):
+    scored = load_file(str(finished_run / "data/07_model_output/digits/jmds/round_1/"
+                           "state.safetensors"))
+    dense = load_file(str(finished_run / "data/06_models/digits/dense.safetensors"))
+    assert scored.keys() == dense.keys()
+    assert all(torch.equal(scored[k], dense[k]) for k in dense)
+
+
+@pytest.mark.slow
+def test_scoring_from_the_rewind_point_counts_only_the_pretraining_it_needs(tmp_path: Path,
+                                                                              monkeypatch):
+    project = _project_copy(tmp_path, rounds=2)
+    monkeypatch.chdir(project)
+    params = {**RUN, "jmds": {**RUN["jmds"], "score_from": "rewind"}}
+    params["training"] = {**RUN["training"], "epochs": 4}
+    _run(project, {**params, "rewind_epoch": 2})
+    out = project / "data/07_model_output/digits"
+    scored = load_file(str(out / "jmds/round_1/state.safetensors"))
+    rewind = load_file(str(project / "data/06_models/digits/rewind.safetensors"))
+    dense = load_file(str(project / "data/06_models/digits/dense.safetensors"))
+    assert all(torch.equal(scored[k], rewind[k]) for k in rewind)
+    assert not all(torch.equal(scored[k], dense[k]) for k in dense)
+    # The cost, summed from each phase's own record: pretraining up to the rewind point,
+    # both rounds' scoring (evidence and weights, then samples), round 2's training and
+    # the final retrain.
+    pretraining = json.loads((out / "dense_training.json").read_text())
+    assert 0 < pretraining["rewind_seconds"] < pretraining["seconds"]
+    phases = [pretraining["rewind_seconds"],
+              json.loads((out / "jmds/round_2/train_log.json").read_text())["seconds"],
+              json.loads((out / "jmds/final_training.json").read_text())["seconds"]]
+    phases += [json.loads((out / f"jmds/round_{r}/{name}.json").read_text())["seconds"]
+               for r in (1, 2) for name in ("evidence", "sample_scoring")]
+    metrics = json.loads((project / "data/08_reporting/digits/metrics.json").read_text())
+    assert metrics["total_seconds"] == pytest.approx(sum(phases), rel=1e-9)
+    assert metrics["total_vs_dense"] == pytest.approx(sum(phases) / pretraining["seconds"])
+    # in samples: 2 of 4 dense epochs, then round 2's and the retrain's draws
+    drawn = [json.loads((out / "jmds/round_2/train_log.json").read_text())["samples_seen"],
+             json.loads((out / "jmds/final_training.json").read_text())["samples_seen"]]
+    expected = (pretraining["samples_seen"] / 2 + sum(drawn)) / pretraining["samples_seen"]
+    assert metrics["total_samples_vs_dense"] == pytest.approx(expected, rel=1e-12)
+
+
 def _markdown_rows(text: str, heading: str) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the first Markdown table after ``heading``."""
     lines = text.split(heading, 1)[1].splitlines()

@@ -101,7 +101,9 @@ def test_sample_scores_are_the_kept_subsets_under_the_chosen_mask(rescore: bool)
              for name, m in before.items()}
     kept = _kept(60)
     parameters = _parameters(rescore_samples=rescore)
-    table = score_round_samples(state, before, after, kept, train, META.to_dict(), parameters)
+    table, scoring = score_round_samples(state, before, after, kept, train, META.to_dict(),
+                                         parameters)
+    assert scoring["seconds"] >= scoring["timings"]["total"] > 0
 
     config = run_config_of(parameters)
     masks = after if rescore else before
@@ -222,3 +224,26 @@ def test_train_round_starts_from_the_rewind_point_or_the_previous_model(rewind: 
     expected = cpu_state(model)
     assert all(torch.equal(state[name], expected[name]) for name in expected)
     assert log["trained_ids"] == sorted(train["id"][kept[KEPT]].tolist())
+
+
+@pytest.mark.parametrize(("score_from", "round_index", "starts_at"),
+                         [("rewind", 2, "rewind"), ("rewind", 3, "previous"),
+                          ("dense", 2, "previous")])
+def test_continuing_rounds_start_from_the_model_round_one_scored(
+    score_from: str, round_index: int, starts_at: str
+) -> None:
+    # rewind: false continues from the model just scored; round 2's previous_state input
+    # is the dense model, which round 1 did not score when score_from is rewind
+    train, val = make_blobs(n=48), make_blobs(n=24, seed=1)
+    rewind_state, previous_state = _state(seed=1), _state(seed=2)
+    masks, kept = _all_masks(rewind_state), _kept(48)
+    parameters = _parameters(rewind=False, tie_prior=False, score_from=score_from)
+    state, _ = train_round(rewind_state, previous_state, masks, kept, {"prior_precision": 1.0},
+                           train, val, META.to_dict(), parameters, round_index=round_index)
+    config = run_config_of(parameters)
+    start = rewind_state if starts_at == "rewind" else previous_state
+    model = model_from_state(config, META, start)
+    train_model(model, train, config.training, seed=config.seed, masks=masks, kept=kept[KEPT],
+                epochs=config.jmds.round_epochs)
+    expected = cpu_state(model)
+    assert all(torch.equal(state[name], expected[name]) for name in expected)

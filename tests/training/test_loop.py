@@ -74,6 +74,18 @@ def test_rewind_state_equals_weights_after_k_epochs(blobs):
     assert all(torch.equal(initial[k], cpu_state(fresh())[k]) for k in initial)
 
 
+def test_rewind_seconds_cover_exactly_the_epochs_before_the_rewind_point(blobs):
+    config = TrainingConfig(lr_schedule="constant", **{**FAST, "epochs": 4})
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
+    outcome = train_model(model, blobs, config, rewind_epoch=2)
+    epoch_seconds = [record["seconds"] for record in outcome.history]
+    # the clock runs across the first two epochs (and what lies between them), not beyond
+    assert sum(epoch_seconds[:2]) <= outcome.rewind_seconds
+    assert outcome.rewind_seconds <= outcome.seconds - sum(epoch_seconds[2:])
+    assert train_model(model, blobs, config, rewind_epoch=0).rewind_seconds == 0.0
+
+
 def test_training_learns_separable_blobs(blob_mlp):
     # One draw of the blobs split in two: the same class centres, held-out noise.
     both = make_blobs(n=240, seed=0)

@@ -58,6 +58,8 @@ class DenseRun:
     forgetting: torch.Tensor  # forgetting events per training row
     seconds: float
     samples_seen: int
+    rewind_seconds: float = 0.0  # the dense run's time until its rewind point
+    rewind_samples: int = 0  # ...and the training samples it drew until then
 
 
 @dataclass
@@ -106,25 +108,35 @@ def dense_run(context: Context, seed: int) -> DenseRun:
                           seed=seed, rewind_epoch=config.rewind_epoch,
                           on_batch=tracker.callback(), description=f"dense seed {seed}")
     assert outcome.rewind_state is not None
+    # every epoch of the dense run draws each training row once
+    rewind_samples = outcome.samples_seen * config.rewind_epoch // config.training.epochs
     return DenseRun(seed, cpu_state(model), outcome.rewind_state, tracker.scores(),
-                    outcome.seconds, outcome.samples_seen)
+                    outcome.seconds, outcome.samples_seen, outcome.rewind_seconds,
+                    rewind_samples)
 
 
 def _retrain_and_measure(
     context: Context, dense: DenseRun, masks: Masks | None, kept: torch.Tensor | None,
     extra_seconds: float, method: str, budget: Budget,
     on_batch: Callable | None = None, prior_precision: float | None = None,
-    trace: list[dict[str, Any]] | None = None,
+    trace: list[dict[str, Any]] | None = None, pretraining_seconds: float | None = None,
+    epochs: int | None = None, extra_samples: int = 0, pretraining_samples: int | None = None,
 ) -> tuple[dict[str, Any], nn.Module]:
     """Final retrain from the rewind point on (m, s) (with the evidence's prior α in the
     loss when given), then the row of metrics: test *and validation* accuracy, since
-    defaults are chosen on validation data only (benchmarks/PROTOCOL.md)."""
+    defaults are chosen on validation data only (benchmarks/PROTOCOL.md).
+
+    ``pretraining_seconds`` / ``pretraining_samples``: the part of the dense run the method
+    needs (default: all of it; a method that scores at the rewind point needs only the run
+    up to there). ``extra_samples``: training samples its other training drew (rounds,
+    scoring runs), for the load-independent cost ``total_samples_vs_dense``.
+    ``epochs``: the retrain's length (default: the recipe's ``training.epochs``)."""
     config = context.for_seed(dense.seed)
     model = context.build(dense.seed, dense.rewind_state)
     everything = torch.ones_like(context.train["id"], dtype=torch.bool)
     outcome = train_model(model, context.train, config.training, device=context.device,
                           seed=dense.seed, masks=masks, kept=kept, on_batch=on_batch,
-                          description=method, prior_precision=prior_precision,
+                          epochs=epochs, description=method, prior_precision=prior_precision,
                           prior_count=prior_count(context.train,
                                                   everything if kept is None else kept,
                                                   context.config.jmds.rescale_kept))
@@ -157,7 +169,15 @@ def _retrain_and_measure(
         "train_seconds": metrics["train_seconds"],
         "time_vs_dense": metrics["time_vs_dense"],
         # Everything the method costs, dense pretraining included.
-        "total_vs_dense": (dense.seconds + extra_seconds + outcome.seconds) / dense.seconds,
+        "total_vs_dense": (
+            (dense.seconds if pretraining_seconds is None else pretraining_seconds)
+            + extra_seconds + outcome.seconds
+        ) / dense.seconds,
+        # The same in training samples drawn (no scoring passes): immune to machine load.
+        "total_samples_vs_dense": (
+            (dense.samples_seen if pretraining_samples is None else pretraining_samples)
+            + extra_samples + outcome.samples_seen
+        ) / dense.samples_seen,
         "inference_flops_vs_dense": metrics["inference_flops_vs_dense"],
         "training_flops": metrics["training_flops"],
         "log_evidence": evidence.log_evidence,
@@ -181,12 +201,15 @@ def _select(context: Context, scores: torch.Tensor, sparsity: float, *, keep: st
 # --- model-only -----------------------------------------------------------------------
 
 
-def _imp_masks(context: Context, dense: DenseRun, sparsity: float) -> tuple[Masks, float]:
+def _imp_masks(context: Context, dense: DenseRun, sparsity: float
+               ) -> tuple[Masks, float, int]:
     """IMP (Frankle et al. 2019/2020): R equal-ratio rounds of global magnitude pruning,
     each retraining from the rewind point."""
     config = context.for_seed(dense.seed)
+    round_epochs = config.compare.imp_round_epochs or config.jmds.round_epochs
     jmds = config.jmds.model_copy(update={"target_model_sparsity": sparsity,
-                                          "prune_data": False, "schedule": "geometric"})
+                                          "prune_data": False, "schedule": "geometric",
+                                          "round_epochs": round_epochs})
     model = context.build(dense.seed, dense.state)
 
     def magnitude(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
@@ -197,12 +220,13 @@ def _imp_masks(context: Context, dense: DenseRun, sparsity: float) -> tuple[Mask
                          dense.rewind_state, context.train, context.val, config, jmds,
                          context.full_masks(model), magnitude, task=context.meta.task,
                          device=context.device)
-    return outcome.masks, outcome.seconds
+    return outcome.masks, outcome.seconds, outcome.samples_seen
 
 
 def run_imp(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    masks, seconds = _imp_masks(context, dense, budget.model_sparsity)
-    return _retrain_and_measure(context, dense, masks, None, seconds, "imp", budget)[0]
+    masks, seconds, samples = _imp_masks(context, dense, budget.model_sparsity)
+    return _retrain_and_measure(context, dense, masks, None, seconds, "imp", budget,
+                                extra_samples=samples)[0]
 
 
 def run_random_pruning(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
@@ -224,35 +248,38 @@ def run_forgetting(context: Context, dense: DenseRun, budget: Budget) -> dict[st
     return _retrain_and_measure(context, dense, None, kept, 0.0, "forgetting", budget)[0]
 
 
-def _early_models(context: Context, dense: DenseRun) -> tuple[list[nn.Module], float]:
+def _early_models(context: Context, dense: DenseRun
+                  ) -> tuple[list[nn.Module], float, int]:
     """Models trained for a fraction of the schedule from independent inits (Paul et al.)."""
     config = context.for_seed(dense.seed)
     epochs = max(1, round(config.training.epochs * context.el2n_epoch_fraction))
     started = time.perf_counter()
-    models = []
+    models, samples = [], 0
     for offset in range(context.el2n_models):
         seed = 1000 * (dense.seed + 1) + offset
         model = context.build(seed)
-        train_model(model, context.train, config.training, device=context.device, seed=seed,
-                    epochs=epochs, description="el2n")
+        samples += train_model(model, context.train, config.training, device=context.device,
+                               seed=seed, epochs=epochs, description="el2n").samples_seen
         models.append(model)
-    return models, time.perf_counter() - started
+    return models, time.perf_counter() - started, samples
 
 
 def run_el2n(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    models, seconds = _early_models(context, dense)
+    models, seconds, samples = _early_models(context, dense)
     scores = el2n_scores(models, context.train["x"], context.train["y"], device=context.device)
     kept = _select(context, scores, budget.data_sparsity, keep="high", mode="topk")
-    return _retrain_and_measure(context, dense, None, kept, seconds, "el2n", budget)[0]
+    return _retrain_and_measure(context, dense, None, kept, seconds, "el2n", budget,
+                                extra_samples=samples)[0]
 
 
 def run_grand(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    models, seconds = _early_models(context, dense)
+    models, seconds, samples = _early_models(context, dense)
     started = time.perf_counter()
     scores = grand_scores(models, context.train["x"], context.train["y"], device=context.device)
     seconds += time.perf_counter() - started
     kept = _select(context, scores, budget.data_sparsity, keep="high", mode="topk")
-    return _retrain_and_measure(context, dense, None, kept, seconds, "grand", budget)[0]
+    return _retrain_and_measure(context, dense, None, kept, seconds, "grand", budget,
+                                extra_samples=samples)[0]
 
 
 def run_random_data(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
@@ -268,14 +295,16 @@ def run_random_data(context: Context, dense: DenseRun, budget: Budget) -> dict[s
 def run_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
     """IMP to ρ_m, then forgetting scores of the pruned network (counted while it
     retrains on all data), then retrain on (m_IMP, s_forgetting)."""
-    masks, seconds = _imp_masks(context, dense, budget.model_sparsity)
+    masks, seconds, samples = _imp_masks(context, dense, budget.model_sparsity)
     tracker = ForgettingTracker(context.train["id"])
     imp_row, _ = _retrain_and_measure(context, dense, masks, None, seconds, "imp",
                                       budget, on_batch=tracker.callback())
+    samples += dense.samples_seen  # that retrain draws every row for the dense epochs
     kept = _select(context, tracker.scores().double(), budget.data_sparsity, keep="high",
                    mode="topk")
     spent = seconds + imp_row["train_seconds"]
-    return _retrain_and_measure(context, dense, masks, kept, spent, "phased", budget)[0]
+    return _retrain_and_measure(context, dense, masks, kept, spent, "phased", budget,
+                                extra_samples=samples)[0]
 
 
 def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
@@ -301,7 +330,9 @@ def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
         )
 
     model = context.build(dense.seed, dense.state)
-    outcome = run_rounds(lambda state: context.build(dense.seed, state), dense.state,
+    early = jmds.score_from == "rewind"
+    outcome = run_rounds(lambda state: context.build(dense.seed, state),
+                         dense.rewind_state if early else dense.state,
                          dense.rewind_state, context.train, context.val, config, jmds,
                          context.full_masks(model), evidence, task=context.meta.task,
                          device=context.device)
@@ -309,7 +340,9 @@ def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
     return _retrain_and_measure(
         context, dense, outcome.masks, kept, outcome.seconds, method, budget,
         prior_precision=outcome.prior_precision if jmds.tie_prior else None,
-        trace=outcome.trace,
+        trace=outcome.trace, pretraining_seconds=dense.rewind_seconds if early else None,
+        epochs=jmds.final_epochs, extra_samples=outcome.samples_seen,
+        pretraining_samples=dense.rewind_samples if early else None,
     )[0]
 
 
@@ -369,6 +402,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "jmds_mean_score": {"sample_score": "contribution_mean"},  # c_i averaged over rounds
     "jmds_untied": {"tie_prior": False},  # rounds trained without the evidence's prior
     "jmds_stale_scores": {"rescore_samples": False},  # phase C before the mask changed
+    # Cost-aware schedules (issue 13) on the default's coverage selection: round 1 scores
+    # the rewind point instead of the dense model (no full dense run), rounds of 10 or 5
+    # epochs instead of 30.
+    "jmds_coverage_early": {"sample_selection": "stratified", "score_from": "rewind",
+                            "round_epochs": 10},
+    "jmds_coverage_early5": {"sample_selection": "stratified", "score_from": "rewind",
+                             "round_epochs": 5},
+    "jmds_coverage_short": {"sample_selection": "stratified", "round_epochs": 10},
+    # the default's selection with the schedule before issue 13: round 1 scores the trained
+    # dense model, 30-epoch rounds, a full-length retrain (costs the dense run and more)
+    "jmds_scored_dense": {"sample_selection": "stratified", "score_from": "dense",
+                          "round_epochs": 30, "final_epochs": None},
 }
 
 

@@ -85,6 +85,7 @@ class RoundsOutcome:
     trace: list[dict[str, float]]
     seconds: float
     prior_precision: float | None = None  # the last round's α (the final retrain's prior)
+    samples_seen: int = 0  # training samples drawn by the rounds' phase A
 
 
 def penalised_objective(log_evidence: float | None, masks: Masks, kept: torch.Tensor,
@@ -125,15 +126,17 @@ def run_rounds(
     trace = []
     alpha: float | None = None
     mean_scores: torch.Tensor | None = None
+    samples_seen = 0
     for round_index in range(1, jmds.rounds + 1):
         if round_index > 1:
             # Rewind (lottery-ticket style) or continue from the model just scored.
             model = build(rewind_state) if jmds.rewind else model
-            train_model(model, train, config.training, device=device, seed=config.seed,
-                        masks=masks, kept=kept, epochs=jmds.round_epochs,
-                        description=f"round {round_index}",
-                        prior_precision=alpha if jmds.tie_prior else None,
-                        prior_count=prior_count(train, kept, jmds.rescale_kept))
+            trained = train_model(model, train, config.training, device=device,
+                                  seed=config.seed, masks=masks, kept=kept,
+                                  epochs=jmds.round_epochs, description=f"round {round_index}",
+                                  prior_precision=alpha if jmds.tie_prior else None,
+                                  prior_count=prior_count(train, kept, jmds.rescale_kept))
+            samples_seen += trained.samples_seen
         scored_at = time.perf_counter()
         rescore = jmds.rescore_samples and jmds.prune_data
         scores = scorer(model, masks, kept, weights=True,
@@ -163,4 +166,5 @@ def run_rounds(
                                              jmds),
             "prior_precision": alpha, "score_seconds": scoring_seconds, **scores.extra,
         })
-    return RoundsOutcome(masks, kept, trace, time.perf_counter() - started, alpha)
+    return RoundsOutcome(masks, kept, trace, time.perf_counter() - started, alpha,
+                         samples_seen)

@@ -41,6 +41,7 @@ class TrainOutcome:
     rewind_state: dict[str, torch.Tensor] | None = None
     seconds: float = 0.0
     samples_seen: int = 0
+    rewind_seconds: float = 0.0  # training time until ``rewind_state`` was taken
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -200,6 +201,7 @@ def train_model(
                               acc=f"{record['train_accuracy']:.3f}")
         if rewind_epoch is not None and epoch + 1 == rewind_epoch:
             outcome.rewind_state = cpu_state(model)
+            outcome.rewind_seconds = time.perf_counter() - started
     outcome.seconds = time.perf_counter() - started
     model.eval()
     return outcome

@@ -1,8 +1,9 @@
 """Nodes of one JMDS round and of the final retrain. Each is a thin function over plain
 data (state dicts, mask dicts, tables); the maths is in evidence/, sparsity/, training/.
 
-Round r: (A) train θ under (m_{r-1}, s_{r-1}) from the rewind point (round 1 uses the
-dense model instead), with the previous round's evidence-optimal prior α in the loss;
+Round r: (A) train θ under (m_{r-1}, s_{r-1}) from the rewind point (round 1 scores the
+dense model, or the rewind point itself with ``jmds.score_from: rewind``), with the
+previous round's evidence-optimal prior α in the loss;
 (B) estimate the Laplace evidence and score the weights, update the mask m_r; (C) score
 the samples under m_r and update the kept samples s_r.
 """
@@ -55,6 +56,18 @@ def initial_sparsity(
     return masks, kept
 
 
+def round_one_state(
+    dense_state: dict[str, torch.Tensor],
+    rewind_state: dict[str, torch.Tensor],
+    parameters: dict[str, Any],
+) -> dict[str, torch.Tensor]:
+    """The model round 1 scores: the dense model, or (``jmds.score_from: rewind``) the rewind
+    point, so that JMDS needs the dense schedule only up to the rewind epoch."""
+    config = run_config_of(parameters)
+    start = rewind_state if config.jmds.score_from == "rewind" else dense_state
+    return {name: tensor.clone() for name, tensor in start.items()}
+
+
 def train_round(
     rewind_state: dict[str, torch.Tensor],
     previous_state: dict[str, torch.Tensor],
@@ -75,7 +88,10 @@ def train_round(
     device = config.resolved_device()
     if not torch.equal(kept["id"], train["id"]):
         raise ValueError("the kept-sample vector is not aligned with the training split ids")
-    start = rewind_state if config.jmds.rewind else previous_state
+    # continuing (rewind: false) from round 1's model: the rewind point when round 1
+    # scored it (score_from: rewind); ``previous_state`` is then the dense model
+    continues_from_rewind = round_index == 2 and config.jmds.score_from == "rewind"
+    start = rewind_state if config.jmds.rewind or continues_from_rewind else previous_state
     model = model_from_state(config, meta, start)
     drawn: list[torch.Tensor] = []
     alpha = _tied_prior(previous_evidence, config.jmds.tie_prior)
@@ -156,14 +172,17 @@ def score_round_samples(
     train: Split,
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, dict[str, Any]]:
     """Phase C's scores: every sample's contribution c_i under the mask phase B has just
-    chosen (``jmds.rescore_samples: false``: under the mask before it)."""
+    chosen (``jmds.rescore_samples: false``: under the mask before it), and the time that
+    scoring took (part of the run's cost)."""
     config, meta, model = _scored_model(state, dataset_meta, parameters)
+    started = time.perf_counter()
     masks = masks_after if config.jmds.rescore_samples else masks_before
     result = score_samples(model, masks, kept[KEPT], train, config.jmds,
                            evidence_config(config, meta), config.resolved_device())
     labels = train["y"] if train["y"].dim() == 1 else torch.full_like(train["id"], -1)
+    scoring = {"seconds": time.perf_counter() - started, "timings": dict(result.timings)}
     return pd.DataFrame(
         {
             "id": train["id"].numpy(),
@@ -173,7 +192,7 @@ def score_round_samples(
             "loss": result.sample_loss.double().numpy(),
             "leverage": result.sample_leverage.double().numpy(),
         }
-    )
+    ), scoring
 
 
 def update_mask(

@@ -13,6 +13,7 @@ from kedro.pipeline import Pipeline, node, pipeline
 from jmds_pipeline.pipelines.jmds.nodes import (
     final_retrain,
     initial_sparsity,
+    round_one_state,
     score_round,
     score_round_samples,
     train_round,
@@ -22,7 +23,7 @@ from jmds_pipeline.pipelines.jmds.nodes import (
 from jmds_pipeline.pipelines.jmds.trace import round_trace
 from jmds_pipeline.tracking import track_rounds
 
-SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "rewind_state"}
+SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "rewind_state", "dense_state"}
 
 
 def _for_round(func, round_index: int):  # type: ignore[no-untyped-def]
@@ -32,9 +33,13 @@ def _for_round(func, round_index: int):  # type: ignore[no-untyped-def]
 
 def round_template(round_index: int) -> Pipeline:
     """One round: train → estimate_evidence → update_mask → score_samples (under the new
-    mask) → update_samples. Round 1 scores the dense model itself: no training node."""
+    mask) → update_samples. Round 1 trains nothing: it scores the dense model, or the rewind
+    point (``jmds.score_from``), which its ``start`` node saves as the round's state."""
     nodes = []
-    if round_index > 1:
+    if round_index == 1:
+        nodes.append(node(round_one_state, ["dense_state", "rewind_state", "parameters"],
+                          "state", name="start"))
+    else:
         nodes.append(
             node(
                 _for_round(train_round, round_index),
@@ -61,7 +66,7 @@ def round_template(round_index: int) -> Pipeline:
             score_round_samples,
             ["state", "masks_in", "masks", "kept_in", "train_split", "dataset_meta",
              "parameters"],
-            "sample_scores",
+            ["sample_scores", "sample_scoring"],
             name="score_samples",
         ),
         node(
@@ -98,9 +103,8 @@ def create_pipeline(rounds: int) -> Pipeline:
             "masks_in": f"{previous}.masks" if previous else "jmds.initial_masks",
             "kept_in": f"{previous}.kept" if previous else "jmds.initial_kept",
         }
-        if r == 1:
-            mapping["state"] = "dense_state"
-        else:
+        if r > 1:
+            # round 1's model is the dense one or the rewind point, both already inputs
             mapping["state_in"] = "dense_state" if r == 2 else f"{previous}.state"
             mapping["evidence_in"] = f"{previous}.evidence"
             mapping["table_in"] = f"{previous}.sample_table"
@@ -113,6 +117,7 @@ def create_pipeline(rounds: int) -> Pipeline:
         )
         trace_inputs += [
             f"round_{r}.evidence",
+            f"round_{r}.sample_scoring",
             mapping["masks_in"],
             mapping["kept_in"],
             f"round_{r}.train_log" if r > 1 else "dense_training",

@@ -10,19 +10,24 @@ import torch
 from jmds_pipeline.pipelines.jmds.nodes import KEPT
 from jmds_pipeline.training.metrics import model_sparsity
 
+PER_ROUND = 5
+
 
 def round_trace(*rounds: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """``rounds`` is, per round, (evidence, masks scored, kept scored, training log); round
-    1 scores the dense model, so its training log is the dense run's.
+    """``rounds`` is, per round, (evidence, sample scoring, masks scored, kept scored,
+    training log); round 1 trains nothing, so its training log is the dense run's.
 
     Row r describes the model scored in round r: its sparsities, log evidence, prior
-    precision and validation accuracy, and the time its training and scoring took.
+    precision and validation accuracy, and the time its training and scoring took
+    (``evidence_seconds``: phase B's evidence and weight scores plus phase C's sample
+    scores).
     """
-    if len(rounds) % 4:
-        raise ValueError("round_trace expects four inputs per round")
+    if len(rounds) % PER_ROUND:
+        raise ValueError(f"round_trace expects {PER_ROUND} inputs per round")
     rows = []
-    for index in range(len(rounds) // 4):
-        evidence, masks, kept, trained = rounds[4 * index: 4 * index + 4]
+    for index in range(len(rounds) // PER_ROUND):
+        evidence, scoring, masks, kept, trained = rounds[PER_ROUND * index:
+                                                         PER_ROUND * (index + 1)]
         alpha = evidence["prior_precision"]
         rows.append(
             {
@@ -39,7 +44,8 @@ def round_trace(*rounds: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
                 "data_sparsity": 1.0 - float(kept[KEPT].float().mean()),
                 "val_accuracy": float(trained["val"]["accuracy"]),
                 "train_seconds": float(trained["seconds"]),
-                "evidence_seconds": float(evidence["seconds"]),
+                "train_samples": float(trained["samples_seen"]),
+                "evidence_seconds": float(evidence["seconds"]) + float(scoring["seconds"]),
             }
         )
     frame = pd.DataFrame(rows)

@@ -38,6 +38,7 @@ def pretrain_dense(
     summary = {
         "seconds": outcome.seconds,
         "samples_seen": outcome.samples_seen,
+        "rewind_seconds": outcome.rewind_seconds,  # what jmds.score_from: rewind needs
         "epochs": len(outcome.history),
         "val": val_metrics,
     }
