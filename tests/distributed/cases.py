@@ -43,14 +43,16 @@ def _mlp() -> nn.Module:
 
 def _conv() -> nn.Module:
     torch.manual_seed(0)
-    return nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
-                         nn.Linear(64, 4))
+    return nn.Sequential(nn.Conv1d(2, 4, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(64, 4))
 
 
 def _masks(model: nn.Module) -> dict[str, torch.Tensor]:
     gen = torch.Generator().manual_seed(2)
-    return {n: torch.rand(p.shape, generator=gen) > 0.3
-            for n, p in model.named_parameters() if n.endswith("weight") and p.dim() > 1}
+    return {
+        n: torch.rand(p.shape, generator=gen) > 0.3
+        for n, p in model.named_parameters()
+        if n.endswith("weight") and p.dim() > 1
+    }
 
 
 EVIDENCE_CASES: dict[str, tuple[str, dict[str, Any], bool]] = {
@@ -71,14 +73,17 @@ def evidence_case(name: str) -> dict[str, Any]:
     n = data["y"].numel()
     weights = torch.ones(n)
     weights[::7] = 0.0  # dropped samples: scored, but outside the curvature and likelihood
-    config = EvidenceConfig(batch_size=EVIDENCE_BATCH, subsample_size=n // 2, seed=3,
-                            weight_score="diag", **settings)
+    config = EvidenceConfig(
+        batch_size=EVIDENCE_BATCH, subsample_size=n // 2, seed=3, weight_score="diag", **settings
+    )
     masks = _masks(model) if masked else None
     rows_seen = [0]  # samples this process's model ran on: proves the work was shared
-    model.register_forward_pre_hook(lambda _m, args: rows_seen.__setitem__(
-        0, rows_seen[0] + args[0].shape[0]))
-    result = estimate_evidence(model, data["x"], data["y"], sample_weights=weights,
-                               masks=masks, config=config)
+    model.register_forward_pre_hook(
+        lambda _m, args: rows_seen.__setitem__(0, rows_seen[0] + args[0].shape[0])
+    )
+    result = estimate_evidence(
+        model, data["x"], data["y"], sample_weights=weights, masks=masks, config=config
+    )
     out: dict[str, Any] = {
         "log_evidence": result.log_evidence,
         "log_likelihood": result.log_likelihood,
@@ -91,27 +96,39 @@ def evidence_case(name: str) -> dict[str, Any]:
         "rows_seen": rows_seen[0],
     }
     if settings["structure"] == "kfac":
-        out["factors"] = kron_factors(model, data["x"], data["y"], sample_weights=weights,
-                                      config=config)
+        out["factors"] = kron_factors(
+            model, data["x"], data["y"], sample_weights=weights, config=config
+        )
     alpha = result.prior_precision
     out["stationarity"] = log_joint_stationarity(
-        model, data["x"], data["y"], sample_weights=weights, masks=masks, batch_size=EVIDENCE_BATCH,
+        model,
+        data["x"],
+        data["y"],
+        sample_weights=weights,
+        masks=masks,
+        batch_size=EVIDENCE_BATCH,
         alpha=alpha if isinstance(alpha, float) else 1.0,
     ).as_dict()
     # what a round decides from them: the half of the samples and weights with top scores
     out["kept_ids"] = data["id"][result.sample_contribution.topk(n // 2).indices].sort().values
-    out["masks"] = {k: v >= v.flatten().kthvalue(max(1, v.numel() // 2)).values
-                    for k, v in result.weight_scores.items()}
+    out["masks"] = {
+        k: v >= v.flatten().kthvalue(max(1, v.numel() // 2)).values
+        for k, v in result.weight_scores.items()
+    }
     return out
 
 
 TRAIN_CASES: dict[str, dict[str, Any]] = {
     # SGD + momentum + weight decay + clipping, masks, a kept subset and the prior term
-    "mlp_sgd": {"model": "mlp", "optimizer": "sgd", "lr": 0.05, "grad_clip": 1.0,
-                "prior": 3.0},
+    "mlp_sgd": {"model": "mlp", "optimizer": "sgd", "lr": 0.05, "grad_clip": 1.0, "prior": 3.0},
     # AdamW with the random-shift augmentation on a conv net
-    "conv_adamw_shift": {"model": "conv", "optimizer": "adamw", "lr": 0.01,
-                         "augment": "shift", "max_shift": 3},
+    "conv_adamw_shift": {
+        "model": "conv",
+        "optimizer": "adamw",
+        "lr": 0.01,
+        "augment": "shift",
+        "max_shift": 3,
+    },
 }
 
 
@@ -125,9 +142,21 @@ def train_case(name: str) -> dict[str, Any]:
     kept[::5] = False
     config = TrainingConfig(epochs=3, batch_size=16, progress=False, weight_decay=1e-3, **spec)
     drawn: list[torch.Tensor] = []
-    outcome = train_model(model, data, config, seed=4, masks=_masks(model), kept=kept,
-                          prior_precision=prior,
-                          on_batch=lambda batch, logits: drawn.append(
-                              torch.cat([batch["id"][:, None].double(), logits.double()], 1)))
-    return {"state": cpu_state(model), "history": outcome.history,
-            "drawn": torch.cat(drawn), "samples_seen": outcome.samples_seen}
+    outcome = train_model(
+        model,
+        data,
+        config,
+        seed=4,
+        masks=_masks(model),
+        kept=kept,
+        prior_precision=prior,
+        on_batch=lambda batch, logits: drawn.append(
+            torch.cat([batch["id"][:, None].double(), logits.double()], 1)
+        ),
+    )
+    return {
+        "state": cpu_state(model),
+        "history": outcome.history,
+        "drawn": torch.cat(drawn),
+        "samples_seen": outcome.samples_seen,
+    }

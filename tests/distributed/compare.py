@@ -44,9 +44,12 @@ def assert_same_evidence(got: dict, want: dict, what: str) -> dict[str, float]:
     errors = {}
     for key in ("log_evidence", "log_likelihood", "log_det_ratio"):
         errors[key] = assert_close(got[key], want[key], RTOL_EVIDENCE, f"{what} {key}")
-    errors["alpha"] = assert_close(alpha_values(got["prior_precision"]),
-                                   alpha_values(want["prior_precision"]), RTOL_EVIDENCE,
-                                   f"{what} alpha")
+    errors["alpha"] = assert_close(
+        alpha_values(got["prior_precision"]),
+        alpha_values(want["prior_precision"]),
+        RTOL_EVIDENCE,
+        f"{what} alpha",
+    )
     for key in ("sample_contribution", "sample_loss", "sample_leverage"):
         errors[key] = assert_close(got[key], want[key], RTOL_EVIDENCE, f"{what} {key}")
     assert got["weight_scores"].keys() == want["weight_scores"].keys()
@@ -55,10 +58,12 @@ def assert_same_evidence(got: dict, want: dict, what: str) -> dict[str, float]:
     factor_errors = [0.0]
     assert got.get("factors", {}).keys() == want.get("factors", {}).keys()
     for name, (a, g) in want.get("factors", {}).items():
-        factor_errors.append(assert_close(got["factors"][name][0], a, RTOL_EVIDENCE,
-                                          f"{what} A[{name}]"))
-        factor_errors.append(assert_close(got["factors"][name][1], g, RTOL_EVIDENCE,
-                                          f"{what} G[{name}]"))
+        factor_errors.append(
+            assert_close(got["factors"][name][0], a, RTOL_EVIDENCE, f"{what} A[{name}]")
+        )
+        factor_errors.append(
+            assert_close(got["factors"][name][1], g, RTOL_EVIDENCE, f"{what} G[{name}]")
+        )
     errors["factors"] = max(factor_errors)
     for key, value in want["stationarity"].items():
         assert_close(got["stationarity"][key], value, RTOL_EVIDENCE, f"{what} {key}")
@@ -70,13 +75,19 @@ def assert_same_evidence(got: dict, want: dict, what: str) -> dict[str, float]:
 
 def assert_same_training(got: dict, want: dict, what: str) -> float:
     """Weights within RTOL_WEIGHTS; the same global batches, in the same order."""
-    err = max(assert_close(got["state"][k], v, RTOL_WEIGHTS, f"{what} {k}")
-              for k, v in want["state"].items())
+    err = max(
+        assert_close(got["state"][k], v, RTOL_WEIGHTS, f"{what} {k}")
+        for k, v in want["state"].items()
+    )
     # column 0: the ids of every global batch in order (exact); then the logits
     assert torch.equal(got["drawn"][:, 0], want["drawn"][:, 0]), f"{what}: batches differ"
     assert_close(got["drawn"][:, 1:], want["drawn"][:, 1:], RTOL_WEIGHTS, f"{what} logits")
     assert got["samples_seen"] == want["samples_seen"]
     for key in ("train_loss", "train_accuracy"):
-        assert_close([h[key] for h in got["history"]], [h[key] for h in want["history"]],
-                     RTOL_WEIGHTS, f"{what} {key}")
+        assert_close(
+            [h[key] for h in got["history"]],
+            [h[key] for h in want["history"]],
+            RTOL_WEIGHTS,
+            f"{what} {key}",
+        )
     return err

@@ -32,13 +32,15 @@ def main(log_dir: str, *kedro_args: str) -> None:
 
     def audit(event: str, args: tuple) -> None:
         if event == "open" and args:
-            path, mode, flags = (list(args) + [None, None])[:3]
+            path, mode, flags = [*args, None, None][:3]
             writing = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                isinstance(flags, int) and bool(flags & WRITE_FLAGS))
+                isinstance(flags, int) and bool(flags & WRITE_FLAGS)
+            )
             if writing and under_data(path):
                 writes.append(f"open {os.fsdecode(path)}")
-        elif event in EVENTS and args and under_data(args[0]):
-            writes.append(f"{event} {os.fsdecode(args[0])}")
+        elif event in EVENTS:  # os.rename: (source, destination, ...), both recorded
+            paths = args[:2] if event == "os.rename" else args[:1]
+            writes.extend(f"{event} {os.fsdecode(p)}" for p in paths if under_data(p))
 
     sys.addaudithook(audit)
     from kedro.framework.cli import main as kedro_main

@@ -38,10 +38,18 @@ def single_node(nproc: int, port: int) -> list[str]:
 
 def run(command: list[str], cwd: Path, timeout: float = 240.0) -> None:
     """Run ``command``; on failure the assertion shows the end of its output."""
-    done = subprocess.run(command, cwd=cwd, env=environment(), capture_output=True, text=True,
-                          timeout=timeout, check=False)
+    done = subprocess.run(
+        command,
+        cwd=cwd,
+        env=environment(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     assert done.returncode == 0, (
-        f"{' '.join(command)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}")
+        f"{' '.join(command)} exited {done.returncode}:\n{(done.stdout + done.stderr)[-4000:]}"
+    )
 
 
 def wait_all(processes: list[subprocess.Popen], timeout: float = 240.0) -> None:

@@ -18,16 +18,21 @@ CASES = [*EVIDENCE_CASES, *TRAIN_CASES]
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("two_ranks")
-    run(torchrun_command(*single_node(2, free_port()), "-m", "tests.distributed.worker",
-                         str(out), *CASES), cwd=REPO)
+    run(
+        torchrun_command(
+            *single_node(2, free_port()), "-m", "tests.distributed.worker", str(out), *CASES
+        ),
+        cwd=REPO,
+    )
     return out
 
 
 @pytest.fixture(scope="module")
 def one_process() -> dict[str, dict]:
     torch.set_num_threads(1)  # as each rank: thread count can change float rounding
-    return {case: evidence_case(case) if case in EVIDENCE_CASES else train_case(case)
-            for case in CASES}
+    return {
+        case: evidence_case(case) if case in EVIDENCE_CASES else train_case(case) for case in CASES
+    }
 
 
 def _ranks(folder: Path, case: str) -> list[dict]:

@@ -20,14 +20,29 @@ def test_two_nodes_give_the_single_process_results(tmp_path: Path):
     agents = []
     for node in (0, 1):
         command = torchrun_command(
-            "--nnodes=2", f"--node-rank={node}", "--nproc-per-node=1",
-            "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+            "--nnodes=2",
+            f"--node-rank={node}",
+            "--nproc-per-node=1",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint=127.0.0.1:{port}",
             # both agents match 127.0.0.1: say which one hosts the rendezvous store
             f"--rdzv-conf=is_host={'true' if node == 0 else 'false'}",
-            "-m", "tests.distributed.worker", str(tmp_path), "kfac_mc", "mlp_sgd",
+            "-m",
+            "tests.distributed.worker",
+            str(tmp_path),
+            "kfac_mc",
+            "mlp_sgd",
         )
-        agents.append(subprocess.Popen(command, cwd=REPO, env=environment(), text=True,
-                                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT))
+        agents.append(
+            subprocess.Popen(
+                command,
+                cwd=REPO,
+                env=environment(),
+                text=True,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
+        )
     wait_all(agents)
     torch.set_num_threads(1)
     evidence, training = evidence_case("kfac_mc"), train_case("mlp_sgd")
