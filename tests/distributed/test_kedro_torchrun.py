@@ -4,13 +4,16 @@ same masks and kept samples each round, the same files, and rank 1 writes none o
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
 
 from jmds_pipeline.provenance import SUFFIX, file_digest, read_record
-from tests.distributed.launch import free_port, run, single_node, torchrun_command
+from jmds_pipeline.runlock import RunLock, lock_path
+from tests.distributed.launch import environment, free_port, run, single_node, torchrun_command
 from tests.reliability.helpers import JMDS, RUN, make_project
 from tests.reliability.helpers import run as run_in_process
 
@@ -70,3 +73,31 @@ def test_torchrun_kedro_run_equals_one_process_and_only_rank_zero_writes(tmp_pat
         twin = read_record(alone / path.relative_to(ranks))
         assert (record["node"], sorted(record["inputs"])) == (twin["node"], sorted(twin["inputs"]))
         assert all(d is not None for d in record["inputs"].values()), (path, record["inputs"])
+
+
+@pytest.mark.slow
+def test_a_busy_dataset_stops_the_whole_torchrun_job(tmp_path: Path):
+    """The lock is rank 0's: another run holding it refuses the job (every rank stops, none
+    waits forever at the barrier), while the job's own ranks never refuse each other (the
+    run above)."""
+    project = make_project(tmp_path / "project")
+    holder = RunLock(lock_path(project, "digits"))
+    holder.acquire()
+    try:
+        command = torchrun_command(
+            *single_node(2, free_port()), "-m", "kedro", "run", "--params", ",".join(_params(RUN))
+        )
+        done = subprocess.run(
+            command,
+            cwd=project,
+            env=environment(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        holder.release()
+    assert done.returncode != 0
+    assert f"pid {os.getpid()}" in done.stdout + done.stderr
+    assert not (project / "data" / "02_intermediate").exists()  # nothing was written
