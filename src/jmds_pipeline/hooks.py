@@ -90,6 +90,18 @@ def _rounds_check(config: RunConfig, run_params: dict[str, Any], pipeline: Any) 
     )
 
 
+def _runner_check(run_params: dict[str, Any]) -> None:
+    """Under torchrun every save is a barrier that all ranks reach in the same order: only
+    the sequential runner saves in a fixed order (Kedro records the runner as its str;
+    "None" when the session chose its default, the sequential one)."""
+    runner = str(run_params.get("runner"))
+    if distributed.is_distributed() and runner != "None" and "SequentialRunner" not in runner:
+        raise ConfigError(
+            f"runner = {runner} under torchrun; accepted: the default SequentialRunner "
+            "(each rank saves through a barrier, in the pipeline's order)"
+        )
+
+
 class RunSetupHooks:
     def __init__(self) -> None:
         self._lock: RunLock | None = None
@@ -113,6 +125,7 @@ class RunSetupHooks:
         config = validate_parameters(parameters)
         device = config.resolved_device()  # raises if CUDA is asked for but absent
         self._joined = distributed.init_from_env(device)
+        _runner_check(run_params)
         _rounds_check(config, run_params, pipeline)
         if config.torch_threads is not None:
             torch.set_num_threads(config.torch_threads)
