@@ -8,6 +8,10 @@
   evaluated as θ ⊙ m (``integrity``), and the digests of the node's inputs noted;
 - after each save: the file's provenance sidecar written (``provenance``);
 - after each node: a training history that ended at chance-level loss is reported.
+
+Under torchrun (``torchrun --nproc-per-node=N -m kedro run``) the process group is joined
+before the run; rank 0 alone takes the run lock and writes provenance records (and, via
+``rank_catalog``, every file); the other ranks wait for it at a barrier before any node.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import torch
 from kedro.framework.hooks import hook_impl
 from kedro.io import DatasetError
 
+from jmds_pipeline import distributed
 from jmds_pipeline.config import ConfigError, RunConfig, validate_parameters
 from jmds_pipeline.errors import RunError, install_short_errors
 from jmds_pipeline.guards import warn_if_not_learned
@@ -85,6 +90,18 @@ def _rounds_check(config: RunConfig, run_params: dict[str, Any], pipeline: Any) 
     )
 
 
+def _runner_check(run_params: dict[str, Any]) -> None:
+    """Under torchrun every save is a barrier that all ranks reach in the same order: only
+    the sequential runner saves in a fixed order (Kedro records the runner as its str;
+    "None" when the session chose its default, the sequential one)."""
+    runner = str(run_params.get("runner"))
+    if distributed.is_distributed() and runner != "None" and "SequentialRunner" not in runner:
+        raise ConfigError(
+            f"runner = {runner} under torchrun; accepted: the default SequentialRunner "
+            "(each rank saves through a barrier, in the pipeline's order)"
+        )
+
+
 class RunSetupHooks:
     def __init__(self) -> None:
         self._lock: RunLock | None = None
@@ -92,6 +109,7 @@ class RunSetupHooks:
         self._catalog: Any = None
         self._node_inputs: dict[str, dict[str, str | None]] = {}
         self._digests: dict[tuple[str, int, int], str] = {}
+        self._joined = False  # whether this run joined torchrun's process group
 
     # -- the run ------------------------------------------------------------------------
 
@@ -106,6 +124,8 @@ class RunSetupHooks:
         parameters = catalog.load("parameters")
         config = validate_parameters(parameters)
         device = config.resolved_device()  # raises if CUDA is asked for but absent
+        self._joined = distributed.init_from_env(device)
+        _runner_check(run_params)
         _rounds_check(config, run_params, pipeline)
         if config.torch_threads is not None:
             torch.set_num_threads(config.torch_threads)
@@ -113,13 +133,17 @@ class RunSetupHooks:
         self._catalog = catalog
         self._node_inputs = {}
         root = Path(run_params.get("project_path") or Path.cwd())
-        self._lock = RunLock(lock_path(root, config.dataset))
-        self._lock.acquire()
+        # The lock guards the files, which only rank 0 writes: ranks 1.. must not take it
+        # (they would refuse their own job), and wait below until rank 0 holds it.
+        if distributed.is_rank_zero():
+            self._lock = RunLock(lock_path(root, config.dataset))
+            self._lock.acquire()
         try:
             self._verify_persisted_inputs(pipeline, catalog, parameters)
         except BaseException:
             self._release()
             raise
+        distributed.barrier()
         logger.info(
             "dataset=%s model=%s device=%s seed=%d", config.dataset, config.model, device,
             config.seed,
@@ -156,9 +180,13 @@ class RunSetupHooks:
     @hook_impl
     def after_pipeline_run(self) -> None:
         self._release()
+        if self._joined:
+            distributed.teardown()
+            self._joined = False
 
     @hook_impl
     def on_pipeline_error(self) -> None:
+        # no teardown barrier: the other ranks may never reach it; torchrun stops them
         self._release()
 
     def _release(self) -> None:
@@ -204,7 +232,8 @@ class RunSetupHooks:
         self._node_inputs[node.name] = {}
         for name in node.inputs:
             path = filepath_of(catalog, name)
-            if path is not None:
+            # the digests go into provenance records, which rank 0 alone writes
+            if path is not None and distributed.is_rank_zero():
                 self._node_inputs[node.name][name] = self._digest(path)
         mask_names = [name for name in node.inputs if _is_masks(name)]
         parameters = inputs.get("parameters")
@@ -226,7 +255,7 @@ class RunSetupHooks:
 
     @hook_impl
     def after_dataset_saved(self, dataset_name: str, node: Any) -> None:
-        if self._catalog is None:
+        if self._catalog is None or not distributed.is_rank_zero():
             return
         path = filepath_of(self._catalog, dataset_name)
         if path is None or not path.exists():

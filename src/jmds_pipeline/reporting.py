@@ -10,6 +10,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from jmds_pipeline import distributed
+
 SUMMARY_COLUMNS: dict[str, str] = {
     "test_accuracy": "test acc",
     "test_perplexity": "test ppl",
@@ -39,6 +41,14 @@ def summary_rows(runs: Mapping[str, Mapping[str, float]]) -> tuple[list[str], li
     return header, rows
 
 
+def _print(table: Table) -> None:
+    if not distributed.is_rank_zero():  # under torchrun: one table, not one per rank
+        return
+    # Logs and CI are not terminals: give the table room instead of eliding its columns.
+    console = Console() if sys.stdout.isatty() else Console(width=160)
+    console.print(table)
+
+
 def print_summary(title: str, runs: Mapping[str, Mapping[str, float]]) -> None:
     header, rows = summary_rows(runs)
     table = Table(title=title)
@@ -46,9 +56,7 @@ def print_summary(title: str, runs: Mapping[str, Mapping[str, float]]) -> None:
         table.add_column(column, justify="left" if column == "run" else "right")
     for row in rows:
         table.add_row(*row)
-    # Logs and CI are not terminals: give the table room instead of eliding its columns.
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    console.print(table)
+    _print(table)
 
 
 ROUND_COLUMNS = {"round": "round", "log_evidence": "log Z", "objective": "objective J",
@@ -76,8 +84,7 @@ def print_rounds(trace: pd.DataFrame) -> None:
     for _, row in trace.iterrows():
         table.add_row(*(_format(row[c]) if c != "round" else str(int(row[c]))
                         for c in columns))
-    console = Console() if sys.stdout.isatty() else Console(width=160)
-    console.print(table)
+    _print(table)
 
 
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

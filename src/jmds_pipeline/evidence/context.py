@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
+
+from jmds_pipeline import distributed
 
 from .config import EvidenceConfig
 
@@ -60,11 +62,23 @@ class Context:
         self.groups = PriorGroups(config.prior_mode)
 
     def batches(
-        self, idx: Tensor, weights: Tensor | None
+        self,
+        idx: Tensor,
+        weights: Tensor | None,
+        on_skip: Callable[[int], None] | None = None,
     ) -> Iterator[tuple[Tensor, Tensor, Tensor, Tensor]]:
-        """(dataset indices, x, y, float64 sample weights) per batch; weights 1 when not given."""
+        """(dataset indices, x, y, float64 sample weights) per batch; weights 1 when not given.
+
+        Under torchrun each rank gets every W-th of the single-process batches
+        (``distributed.owns_batch``); ``on_skip(rows)`` is called for each batch another
+        rank runs, so a pass can advance ``gen`` past that batch's random draws.
+        """
         bs = self.cfg.batch_size
-        for s in range(0, idx.numel(), bs):
+        for k, s in enumerate(range(0, idx.numel(), bs)):
+            if not distributed.owns_batch(k):
+                if on_skip is not None:
+                    on_skip(min(bs, idx.numel() - s))
+                continue
             bi = idx[s : s + bs]
             xb = self.x[bi].to(self.device)
             yb = self.y[bi].to(self.device)

@@ -23,6 +23,8 @@ from typing import Protocol
 import torch
 from torch import Tensor, nn
 
+from jmds_pipeline import distributed
+
 from .checks import (
     canonical_names,
     check_data,
@@ -182,11 +184,17 @@ def _sample_terms(
     loss = torch.full((n,), math.nan, dtype=torch.float64)
     leverage = torch.full((n,), math.nan, dtype=torch.float64)
     if score_samples:
-        curvature.score_samples(alpha, torch.arange(n), loss, leverage)
-        return loss, leverage
-    with torch.no_grad():
-        for bi, xb, yb, _ in ctx.batches((s > 0).nonzero().squeeze(1), None):
-            loss[bi] = per_sample_nll(to_logits(ctx.model(xb)), yb, ctx.cfg).double().cpu()
+        idx = torch.arange(n)
+        curvature.score_samples(alpha, idx, loss, leverage)
+    else:
+        idx = (s > 0).nonzero().squeeze(1)
+        with torch.no_grad():
+            for bi, xb, yb, _ in ctx.batches(idx, None):
+                loss[bi] = per_sample_nll(to_logits(ctx.model(xb)), yb, ctx.cfg).double().cpu()
+    # under torchrun each rank scored its own batches: every rank gets all rows back
+    owned = distributed.owned_items(idx, ctx.cfg.batch_size)
+    for values in (loss, leverage):
+        distributed.merge_rows_(values, owned, idx)
     return loss, leverage
 
 

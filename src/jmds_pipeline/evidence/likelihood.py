@@ -50,13 +50,15 @@ def per_sample_nll(logits: Tensor, y: Tensor, config: EvidenceConfig) -> Tensor:
     )
 
 
-def use_exact_fisher(num_outputs: int, config: EvidenceConfig) -> bool:
+def use_exact_fisher(num_outputs: int, config: EvidenceConfig, warn: bool = True) -> bool:
     """Whether the per-class exact Fisher is used (else MC), warning when it is overridden."""
     if config.likelihood == "regression":
         return True
     if config.fisher == "mc":
         return False
     if num_outputs > config.exact_fisher_max_classes:
+        if not warn:
+            return False
         log.warning(
             "fisher='exact' needs %d backward passes per batch; using the MC Fisher "
             "(%d samples) instead (exact_fisher_max_classes=%d)",
@@ -105,6 +107,28 @@ def backward_vectors(
         draw = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
         v = F.one_hot(draw, n_cls).to(logits.dtype) - probs
         yield v * valid, 1.0 / config.mc_samples
+
+
+def skip_backward_draws(
+    rows: int, output_shape: tuple[int, ...], config: EvidenceConfig, generator: torch.Generator
+) -> None:
+    """Advance ``generator`` exactly as ``backward_vectors`` would on a batch of ``rows``
+    samples with per-sample logits of ``output_shape`` (a batch another rank runs).
+
+    The MC draw ``torch.multinomial(p, 1)`` takes one exponential variate per entry of p
+    whatever p holds (argmax of p / q), so drawing from uniform p of the same shape
+    consumes the same stream; the distributed tests check the draws that follow agree.
+    """
+    if config.likelihood == "regression":
+        return
+    n_cls = output_shape[-1]
+    lm = config.likelihood == "language_modeling"
+    if use_exact_fisher(n_cls * output_shape[0] if lm else n_cls, config, warn=False):
+        return
+    entries = rows * math.prod(output_shape[:-1])
+    uniform = torch.ones(entries, n_cls, device=generator.device)
+    for _ in range(config.mc_samples):
+        torch.multinomial(uniform, 1, generator=generator)
 
 
 def output_hessian(logits: Tensor, y: Tensor, config: EvidenceConfig) -> Tensor:

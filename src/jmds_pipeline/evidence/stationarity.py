@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor, nn
 
+from jmds_pipeline import distributed
 from jmds_pipeline.training.losses import per_sample_nll
 
 
@@ -54,12 +55,13 @@ def log_joint_stationarity(
     was_training = model.training
     model.eval()
     params = {name: p for name, p in model.named_parameters() if p.requires_grad}
-    likelihood_grad = {name: torch.zeros_like(p, dtype=torch.float64)
-                       for name, p in params.items()}
+    likelihood_grad = {name: torch.zeros_like(p, dtype=torch.float64) for name, p in params.items()}
     rows = torch.nonzero(sample_weights > 0).squeeze(1)
     try:
-        for start in range(0, rows.numel(), batch_size):
-            index = rows[start:start + batch_size]
+        for k, start in enumerate(range(0, rows.numel(), batch_size)):
+            if not distributed.owns_batch(k):  # under torchrun: this rank's batches only
+                continue
+            index = rows[start : start + batch_size]
             logits = model(x[index].to(device))
             weights = sample_weights[index].to(device, torch.float32)
             loss = (per_sample_nll(logits, y[index].to(device)) * weights).sum()
@@ -68,10 +70,14 @@ def log_joint_stationarity(
                 likelihood_grad[name] += grad.double()
     finally:
         model.train(was_training)
+    distributed.all_reduce_sum_(list(likelihood_grad.values()))
     total = lik = prior = 0.0
     for name, param in params.items():
-        active = masks[name].to(param.device) if name in masks else torch.ones_like(
-            param, dtype=torch.bool)
+        active = (
+            masks[name].to(param.device)
+            if name in masks
+            else torch.ones_like(param, dtype=torch.bool)
+        )
         g_lik = likelihood_grad[name][active]
         g_prior = alpha * param.detach().double()[active]
         total += float((g_lik + g_prior).square().sum())

@@ -7,6 +7,13 @@ Guarantees:
 - only rows with ``kept[i]`` true are ever drawn (a sampler over those rows);
 - same seed, same device, same inputs → identical final weights on CPU.
 
+Under torchrun (a process group initialised, ``distributed``) the model is wrapped in
+DistributedDataParallel and every rank draws the *same* global batches (same seeded
+sampler, same augmentation draws) and trains on its contiguous slice of each; the loss is
+scaled so that DDP's averaged gradient is the single-process gradient of the global batch,
+and the masks are re-applied on every rank after every step. The result equals the
+single-process run up to float rounding (README, "Distributed (torchrun)").
+
 On CUDA it uses bf16 autocast and ``channels_last`` when the config asks for them.
 """
 
@@ -19,8 +26,10 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from jmds_pipeline import distributed
 from jmds_pipeline.config import TrainingConfig
 from jmds_pipeline.data.types import Split
 from jmds_pipeline.guards import TrainingGuard
@@ -79,6 +88,12 @@ def _prepare_inputs(x: torch.Tensor, device: str, channels_last: bool) -> torch.
     return x
 
 
+def _data_parallel(model: nn.Module, on_cuda: bool) -> DistributedDataParallel:
+    """``model`` under DDP (which broadcasts rank 0's weights and buffers to every rank)."""
+    device_ids = [torch.cuda.current_device()] if on_cuda else None
+    return DistributedDataParallel(model, device_ids=device_ids)
+
+
 def train_model(
     model: nn.Module,
     train: Split,
@@ -132,6 +147,8 @@ def train_model(
     total_steps = steps_per_epoch * num_epochs
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
+    ranks = distributed.world_size()
+    net = _data_parallel(model, on_cuda) if ranks > 1 else model
     optimizer = build_optimizer(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -144,8 +161,8 @@ def train_model(
         outcome.rewind_state = cpu_state(model)
 
     started = time.perf_counter()
-    epoch_bar = tqdm(range(num_epochs), desc=description, disable=not config.progress,
-                     leave=False, unit="epoch")
+    epoch_bar = tqdm(range(num_epochs), desc=description, leave=False, unit="epoch",
+                     disable=not config.progress or not distributed.is_rank_zero())
     for epoch in epoch_bar:
         model.train()
         epoch_started = time.perf_counter()
@@ -159,14 +176,21 @@ def train_model(
                 x = random_crop_flip(x, generator=augment_generator)
             elif config.augment == "shift" and x.dim() == 3:
                 x = random_shift(x, max_shift=config.max_shift, generator=augment_generator)
+            y = batch["y"]
+            batch_rows = int(y.shape[0])
+            # Mean over the global batch's predictions: tokens for text, samples for labels.
+            predictions = tokens_per_sample(y).sum().to(device)
+            if ranks > 1:  # this rank's rows of the global batch, drawn and augmented above
+                rows = distributed.local_slice(batch_rows)
+                x, y = x[rows], y[rows]
             x = _prepare_inputs(x, device, channels_last)
-            y = batch["y"].to(device, non_blocking=True)
+            y = y.to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.bfloat16,
                                 enabled=on_cuda and config.mixed_precision):
-                logits = model(x)
+                logits = net(x)
             sample_loss = per_sample_nll(logits, y, config.label_smoothing)
-            # Mean over predictions: tokens for text, samples for labels.
-            loss = sample_loss.sum() / tokens_per_sample(y).sum()
+            # × ranks: DDP averages the ranks' gradients, and their sum is the global one
+            loss = sample_loss.sum() * ranks / predictions
             if prior_scale:
                 loss = loss + prior_scale * sum(p.square().sum() for p in trainable)
             guard.check_loss(loss, epoch, batch_index)
@@ -183,9 +207,13 @@ def train_model(
             loss_sum += sample_loss.detach().sum().double().cpu()
             correct_sum += int(per_sample_correct(detached, y).sum())
             seen += int(y.shape[0])
-            if on_batch is not None:
-                on_batch(batch, detached.float().cpu())
+            if on_batch is not None:  # the global batch, with every rank's logits
+                on_batch(batch, distributed.gather_rows(detached.float(), batch_rows).cpu())
         guard.check_weights(model, epoch, batch_index)
+        if ranks > 1:  # the epoch's record is over the global batches
+            totals = torch.tensor([float(loss_sum), correct_sum, seen], dtype=torch.float64)
+            distributed.all_reduce_sum_([totals])
+            loss_sum, correct_sum, seen = totals[0], int(totals[1]), int(totals[2])
         outcome.samples_seen += seen
         record = {
             "epoch": float(epoch + 1),

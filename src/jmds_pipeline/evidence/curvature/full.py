@@ -14,6 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, jacrev, vmap
 
+from jmds_pipeline import distributed
+
 from ..context import Context, to_logits
 from ..likelihood import output_hessian, per_sample_nll
 
@@ -125,6 +127,7 @@ class FullCurvature:
                 logits = to_logits(ctx.model(xb)).double()
             lj = output_hessian(logits, yb, ctx.cfg) @ j * wb.reshape(-1, 1, 1)
             h += torch.einsum("bkd,bke->de", j, lj)
+        distributed.all_reduce_sum_([h])  # each rank summed its own batches
         theta = torch.cat([p.reshape(-1) for p in self.params.values()]).double()
         active = torch.cat(
             [

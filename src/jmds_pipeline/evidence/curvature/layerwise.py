@@ -18,6 +18,8 @@ import math
 import torch
 from torch import Tensor
 
+from jmds_pipeline import distributed
+
 from ..context import Context
 from ..likelihood import per_sample_nll
 from .capture import Handler, build_handlers
@@ -97,6 +99,10 @@ class LayerwiseCurvature:
                         blk.accumulate_g(_kron_grads(h, g), wk)
             for name, psi, sl, k in self._diag_psi(batch):
                 self.diag[name].accumulate(psi, wk[k, sl])
+        # each rank summed its own batches (Context.batches): the factors are sums over
+        # samples, so adding the ranks' sums gives the single-process factors
+        sums = [t for blk in self.kron.values() for t in (blk.A, blk.G)]
+        distributed.all_reduce_sum_(sums + [blk.h for blk in self.diag.values()])
         total = float(weights.sum())
         for blk in self.kron.values():
             blk.finalise(total)

@@ -12,14 +12,16 @@ op that has no batching rule falls back to the loop, with the same numbers.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
+from jmds_pipeline import distributed
+
 from ..context import Context, to_logits
-from ..likelihood import backward_vectors
+from ..likelihood import backward_vectors, skip_backward_draws
 from .capture import Handler, capturing
 
 
@@ -41,8 +43,9 @@ def sweep(
 ) -> Iterator[CapturedBatch]:
     """Yield one ``CapturedBatch`` per batch of ``idx`` (the layer tensors are freed after)."""
     size = [0]
+    on_skip = _draw_skipper(ctx, idx)
     with capturing(handlers, size):
-        for bi, xb, yb, wb in ctx.batches(idx, weights):
+        for bi, xb, yb, wb in ctx.batches(idx, weights, on_skip):
             size[0] = xb.shape[0]
             with torch.enable_grad():
                 logits = to_logits(ctx.model(xb))
@@ -55,6 +58,16 @@ def sweep(
             del calls, grads, outs, logits
             for h in handlers:
                 h.calls.clear()
+
+
+def _draw_skipper(ctx: Context, idx: Tensor) -> Callable[[int], None] | None:
+    """Under torchrun: what keeps ``ctx.gen`` on the single-process stream past the batches
+    other ranks run (their MC draws), so every batch gets the draws it gets in one process."""
+    if not distributed.is_distributed() or idx.numel() == 0:
+        return None
+    with torch.no_grad():  # one sample's logits give the per-sample output shape
+        shape = tuple(to_logits(ctx.model(ctx.x[idx[:1]].to(ctx.device))).shape[1:])
+    return lambda rows: skip_backward_draws(rows, shape, ctx.cfg, ctx.gen)
 
 
 def _batched_grad(logits: Tensor, outs: list[Tensor], vs: Tensor) -> list[Tensor | None]:
