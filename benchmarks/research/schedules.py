@@ -67,32 +67,39 @@ def _key(budget: Budget) -> str:
     return f"{budget.model_sparsity}/{budget.data_sparsity}"
 
 
-gen, out, names = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
-seed = int(os.environ.get("RUN_SEED", "0"))
-budgets = [Budget(0.8, 0.5), Budget(0.9, 0.7)]
-done = set()
-if os.path.exists(out):
-    with open(out) as handle:
-        done = {(r["gen"], r["schedule"], r["budget"], r["seed"]) for r in map(json.loads, handle)}
-for name in names:
-    top, changes, *baseline = SCHEDULES[name]
-    todo = [b for b in budgets if (gen, name, _key(b), seed) not in done]
-    if not todo:
-        continue
-    context = make_context(gen, overrides=top)
-    dense = dense_run(context, seed)
-    for budget in todo:
-        started = time.perf_counter()
-        if baseline:
-            row = METHODS[baseline[0]][0](context, dense, effective_budget(baseline[0], budget))
-        else:
-            used = budget if changes.get("prune_model", True) else Budget(0.0,
-                                                                          budget.data_sparsity)
-            row = _jmds(context, dense, used, f"jmds_{name}",
-                        _jmds_config(context, used, **changes))
-        row.update(gen=gen, schedule=name, budget=_key(budget), wall=time.perf_counter() - started,
-                   dense_seconds=dense.seconds, rewind_seconds=dense.rewind_seconds)
-        with open(out, "a") as handle:
-            handle.write(json.dumps(row, default=float) + "\n")
-        print(name, budget, f"val {row['val_accuracy']:.4f} total×dense "
-              f"{row['total_vs_dense']:.2f}", flush=True)
+def main() -> None:
+    gen, out, names = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+    seed = int(os.environ.get("RUN_SEED", "0"))
+    budgets = [Budget(0.8, 0.5), Budget(0.9, 0.7)]
+    done = set()
+    if os.path.exists(out):
+        with open(out) as handle:
+            done = {(r["gen"], r["schedule"], r["budget"], r["seed"])
+                    for r in map(json.loads, handle)}
+    for name in names:
+        top, changes, *baseline = SCHEDULES[name]
+        todo = [b for b in budgets if (gen, name, _key(b), seed) not in done]
+        if not todo:
+            continue
+        context = make_context(gen, overrides=top)
+        dense = dense_run(context, seed)
+        for budget in todo:
+            started = time.perf_counter()
+            if baseline:
+                row = METHODS[baseline[0]][0](context, dense, effective_budget(baseline[0], budget))
+            else:
+                used = budget if changes.get("prune_model", True) else Budget(0.0,
+                                                                              budget.data_sparsity)
+                row = _jmds(context, dense, used, f"jmds_{name}",
+                            _jmds_config(context, used, **changes))
+            row.update(gen=gen, schedule=name, budget=_key(budget),
+                       wall=time.perf_counter() - started, dense_seconds=dense.seconds,
+                       rewind_seconds=dense.rewind_seconds)
+            with open(out, "a") as handle:
+                handle.write(json.dumps(row, default=float) + "\n")
+            print(name, budget, f"val {row['val_accuracy']:.4f} total×dense "
+                  f"{row['total_vs_dense']:.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
