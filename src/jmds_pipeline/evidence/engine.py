@@ -100,6 +100,8 @@ def estimate_evidence(
     orig_device, was_training = first.device, model.training
     model.eval()
     model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
     timings: dict[str, float] = {}
     try:
         ctx = Context(model, x, y, cfg, device, names, masks_c)
@@ -186,7 +188,9 @@ def _sample_terms(
         return loss, leverage
     with torch.no_grad():
         for bi, xb, yb, _ in ctx.batches((s > 0).nonzero().squeeze(1), None):
-            loss[bi] = per_sample_nll(to_logits(ctx.model(xb)), yb, ctx.cfg).double().cpu()
+            with ctx.autocast():
+                logits = to_logits(ctx.model(xb))
+            loss[bi] = per_sample_nll(logits.to(ctx.dtype), yb, ctx.cfg).double().cpu()
     return loss, leverage
 
 

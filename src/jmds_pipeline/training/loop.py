@@ -7,7 +7,9 @@ Guarantees:
 - only rows with ``kept[i]`` true are ever drawn (a sampler over those rows);
 - same seed, same device, same inputs → identical final weights on CPU.
 
-On CUDA it uses bf16 autocast and ``channels_last`` when the config asks for them.
+bf16 autocast and ``channels_last`` apply on any device when the config asks for them
+(``--env gpu`` does; CPU tests run the same path, ``training.precision``); batches are
+pinned for a CUDA target and copied with ``non_blocking``.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from jmds_pipeline.sparsity.masks import apply_masks
 from jmds_pipeline.training.augment import random_crop_flip, random_shift
 from jmds_pipeline.training.batches import batch_loader, kept_rows
 from jmds_pipeline.training.losses import per_sample_correct, per_sample_nll, tokens_per_sample
+from jmds_pipeline.training.precision import autocast, pin_memory_for, to_device
 
 BatchCallback = Callable[[dict[str, torch.Tensor], torch.Tensor], None]
 """Called after every optimiser step with the batch (on CPU) and its logits (detached)."""
@@ -71,13 +74,6 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainingCo
     return 1.0
 
 
-def _prepare_inputs(x: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def train_model(
     model: nn.Module,
     train: Split,
@@ -106,8 +102,7 @@ def train_model(
     so the loss is the negative log joint / n and its minimiser is the MAP.
     """
     num_epochs = config.epochs if epochs is None else epochs
-    on_cuda = device.startswith("cuda")
-    channels_last = config.channels_last and on_cuda
+    channels_last = config.channels_last
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -120,7 +115,7 @@ def train_model(
     generator = torch.Generator().manual_seed(seed)
     loader = batch_loader(
         train, batch_size=config.batch_size, kept=kept, shuffle=True, generator=generator,
-        num_workers=config.num_workers,
+        num_workers=config.num_workers, pin_memory=pin_memory_for(device),
     )
     num_rows = kept_rows(int(train["id"].shape[0]), kept).numel()
     if num_rows == 0:
@@ -158,10 +153,9 @@ def train_model(
                 x = random_crop_flip(x, generator=augment_generator)
             elif config.augment == "shift" and x.dim() == 3:
                 x = random_shift(x, max_shift=config.max_shift, generator=augment_generator)
-            x = _prepare_inputs(x, device, channels_last)
+            x = to_device(x, device, channels_last)
             y = batch["y"].to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16,
-                                enabled=on_cuda and config.mixed_precision):
+            with autocast(device, config.mixed_precision):
                 logits = model(x)
             sample_loss = per_sample_nll(logits, y, config.label_smoothing)
             # Mean over predictions: tokens for text, samples for labels.
