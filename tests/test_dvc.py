@@ -97,6 +97,9 @@ def _make_project(project: Path, env: dict[str, str]) -> None:
         shutil.copy2(ROOT / "gpu" / "dvc.yaml", project / "gpu" / "dvc.yaml")
     shutil.rmtree(project / "conf" / "local", ignore_errors=True)
     (project / "conf" / "local").mkdir()  # the copy runs on conf/base only
+    # tracked as in the repository: a queued experiment runs from a git checkout, and Kedro
+    # needs the (empty) conf/local folder to exist
+    (project / "conf" / "local" / ".gitkeep").touch()
 
     # Tiny run: one dataset, short training, small evidence subsample; rounds as built.
     def tiny_run(params: dict) -> None:

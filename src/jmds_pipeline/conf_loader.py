@@ -3,6 +3,12 @@
 A file that is not UTF-8 text, or not YAML (binary garbage, a stray control character),
 fails inside OmegaConf with a message that does not say which file it was. On such an
 error each candidate file is read on its own, and the first one that fails is named.
+
+The default dataset is written once, in ``globals.yml`` (the catalog's paths read it too);
+the parameters get it from there when no parameters file or ``--params`` sets
+``dataset``. Not as ``dataset: ${globals:dataset}`` in parameters.yml: ``dvc exp run -S``
+rewrites a parameters file through plain OmegaConf, which does not know Kedro's
+``globals`` resolver, and refuses the whole file ("Unsupported interpolation type").
 """
 
 from __future__ import annotations
@@ -19,7 +25,10 @@ from jmds_pipeline.config import ConfigError
 class NamingConfigLoader(OmegaConfigLoader):
     def __getitem__(self, key: str) -> dict[str, Any]:
         try:
-            return super().__getitem__(key)
+            config = super().__getitem__(key)
+            if key == "parameters" and "dataset" not in config:
+                config = {**config, "dataset": self["globals"].get("dataset")}
+            return config
         except (KeyError, MissingConfigException):
             raise
         except Exception as error:
@@ -35,8 +44,14 @@ class NamingConfigLoader(OmegaConfigLoader):
             folder = Path(self.conf_source) / env
             if not folder.is_dir():
                 continue
-            files = sorted({p for pattern in patterns for p in folder.glob(pattern)
-                            if p.is_file() and p.suffix in (".yml", ".yaml", ".json")})
+            files = sorted(
+                {
+                    p
+                    for pattern in patterns
+                    for p in folder.glob(pattern)
+                    if p.is_file() and p.suffix in (".yml", ".yaml", ".json")
+                }
+            )
             for path in files:
                 try:
                     OmegaConf.create(OmegaConf.load(path))

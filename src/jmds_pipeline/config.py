@@ -77,8 +77,10 @@ class TrainingConfig(_Section):
     # kept rows' total weight), so that training finds the MAP whose Laplace evidence JMDS
     # estimates. null: no prior term (weight_decay still applies).
     prior_precision: float | None = Field(None, gt=0)
-    mixed_precision: bool = False  # bf16 autocast, CUDA only
-    channels_last: bool = False  # CUDA only
+    # bf16 autocast / NHWC image batches on the run's device (CPU too: there bf16 is only
+    # faster with AMX/AVX-512-BF16, so conf/base leaves both off; conf/gpu turns them on)
+    mixed_precision: bool = False
+    channels_last: bool = False
     num_workers: int = Field(0, ge=0)
     progress: bool = True
 
@@ -97,6 +99,8 @@ class EvidenceSettings(_Section):
     # analogue: the same for Linear layers, cheaper for convolutions; evidence/curvature/kfac)
     leverage: Literal["exact", "kron"] | None = Field(None, validate_default=True)
     batch_size: int = Field(256, ge=1)
+    # bf16 autocast of the evidence's forward passes (factors stay float64; kfac/diag only)
+    mixed_precision: bool = False
 
     @field_validator("leverage")
     @classmethod

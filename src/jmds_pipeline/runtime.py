@@ -44,5 +44,6 @@ def evidence_config(
     if structure is not None:
         settings["structure"] = structure
     likelihood = "language_modeling" if meta.task == "language_modeling" else "classification"
+    # the layout follows training's (one layout per run); bf16 is the evidence's own choice
     return EvidenceConfig(likelihood=likelihood, seed=config.seed if seed is None else seed,
-                          **settings)
+                          channels_last=config.training.channels_last, **settings)

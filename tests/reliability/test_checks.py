@@ -84,9 +84,10 @@ def test_bools_stay_valid_where_a_bool_is_meant():
 
 
 def test_the_shipped_parameters_are_accepted():
-    from kedro.config import OmegaConfigLoader
+    # the project's loader: it supplies the default dataset from globals.yml
+    from jmds_pipeline.conf_loader import NamingConfigLoader
 
-    loader = OmegaConfigLoader(str(REPO / "conf"), base_env="base", default_run_env="base")
+    loader = NamingConfigLoader(str(REPO / "conf"), base_env="base", default_run_env="base")
     build_run_config(loader["parameters"])
 
 

@@ -28,6 +28,11 @@ class EvidenceConfig:
         prior_steps: maximum Newton steps on log α.
         chunk_elements: largest per-sample chunk tensor (elements) when unfolding conv inputs
             or materialising per-sample gradients; bounds the extra memory to ~4·this bytes.
+        mixed_precision: run the model's forward passes under bf16 autocast on the device
+            (kfac and diag only). The captured layer inputs and output gradients are cast
+            back to the parameters' dtype before any product, and the factors, diagonals
+            and every sum are float64, so only the forward activations carry bf16 rounding.
+        channels_last: image batches (and the model) in NHWC, as the training loop does.
         leverage: per-sample tr(P⁻¹H_i) of K-FAC layers: ``exact`` (the sample's own
             gradients against the K-FAC P⁻¹) or ``kron`` (the per-sample Kronecker
             approximation A_i ⊗ G_i, no cross-position terms; cheaper for layers with
@@ -53,6 +58,8 @@ class EvidenceConfig:
     prior_steps: int = 50
     chunk_elements: int = 1 << 23
     leverage: Literal["exact", "kron"] = "exact"
+    mixed_precision: bool = False
+    channels_last: bool = False
 
     def __post_init__(self) -> None:
         if self.structure not in ("full", "diag", "kfac"):
@@ -73,6 +80,11 @@ class EvidenceConfig:
             raise ValueError("batch_size, mc_samples and chunk_elements must be >= 1")
         if self.leverage not in ("exact", "kron"):
             raise ValueError(f"leverage must be exact or kron, got {self.leverage!r}")
+        if self.mixed_precision and self.structure == "full":
+            raise ValueError(
+                "mixed_precision = True with structure = 'full': the full GGN is built in "
+                "float64 from exact Jacobians; accepted: structure 'kfac' or 'diag'"
+            )
         if not self.sigma_noise > 0:
             raise ValueError(f"sigma_noise must be > 0, got {self.sigma_noise}")
 

@@ -61,6 +61,12 @@ class Context:
         self.dtype = next(iter(self.params.values())).dtype
         self.groups = PriorGroups(config.prior_mode)
 
+    def autocast(self) -> torch.autocast:
+        """The forward passes' bf16 autocast on this device (disabled unless configured)."""
+        return torch.autocast(
+            device_type=self.device.type, dtype=torch.bfloat16, enabled=self.cfg.mixed_precision
+        )
+
     def batches(
         self,
         idx: Tensor,
@@ -81,6 +87,8 @@ class Context:
                 continue
             bi = idx[s : s + bs]
             xb = self.x[bi].to(self.device)
+            if self.cfg.channels_last and xb.dim() == 4:
+                xb = xb.contiguous(memory_format=torch.channels_last)
             yb = self.y[bi].to(self.device)
             if weights is None:
                 wb = torch.ones(bi.numel(), dtype=torch.float64, device=self.device)

@@ -102,6 +102,9 @@ def estimate_evidence(
     orig_device, was_training = first.device, model.training
     model.eval()
     model.to(device)
+    relayout = cfg.channels_last and not _is_channels_last(model)
+    if relayout:
+        model.to(memory_format=torch.channels_last)
     timings: dict[str, float] = {}
     try:
         ctx = Context(model, x, y, cfg, device, names, masks_c)
@@ -125,6 +128,8 @@ def estimate_evidence(
                 )
     finally:
         model.to(orig_device)
+        if relayout:  # hand the caller's model back in the layout it came in
+            model.to(memory_format=torch.contiguous_format)
         model.train(was_training)
     timings["total"] = time.perf_counter() - t_start
     if cfg.prior_mode == "scalar":
@@ -146,6 +151,18 @@ def estimate_evidence(
         sample_leverage=half_trace,
         timings=timings,
     )
+
+
+def _is_channels_last(model: nn.Module) -> bool:
+    """Whether the model's 4-D weights are already NHWC (as the trainer leaves them)."""
+    nhwc = torch.channels_last
+    # a 1×1 kernel is contiguous in both layouts and says nothing either way
+    telling = [
+        p
+        for p in model.parameters()
+        if p.dim() == 4 and not (p.is_contiguous() and p.is_contiguous(memory_format=nhwc))
+    ]
+    return bool(telling) and all(p.is_contiguous(memory_format=nhwc) for p in telling)
 
 
 class _timed:
@@ -190,7 +207,9 @@ def _sample_terms(
         idx = (s > 0).nonzero().squeeze(1)
         with torch.no_grad():
             for bi, xb, yb, _ in ctx.batches(idx, None):
-                loss[bi] = per_sample_nll(to_logits(ctx.model(xb)), yb, ctx.cfg).double().cpu()
+                with ctx.autocast():
+                    logits = to_logits(ctx.model(xb))
+                loss[bi] = per_sample_nll(logits.to(ctx.dtype), yb, ctx.cfg).double().cpu()
     # under torchrun each rank scored its own batches: every rank gets all rows back
     owned = distributed.owned_items(idx, ctx.cfg.batch_size)
     for values in (loss, leverage):

@@ -63,8 +63,13 @@ def batch_loader(
     shuffle: bool,
     generator: torch.Generator | None = None,
     num_workers: int = 0,
+    pin_memory: bool = False,
 ) -> DataLoader:
-    """A loader of batches (dicts with x, y, id and the row ``index``) over the kept rows."""
+    """A loader of batches (dicts with x, y, id and the row ``index``) over the kept rows.
+
+    ``pin_memory`` pins each batch in page-locked host memory so that the copy to a CUDA
+    device can be ``non_blocking`` (``precision.pin_memory_for`` decides; it needs CUDA).
+    """
     rows = kept_rows(int(split["id"].shape[0]), kept)
     if shuffle:
         if generator is None:
@@ -78,5 +83,6 @@ def batch_loader(
         sampler=batches,
         batch_size=None,
         num_workers=num_workers,
+        pin_memory=pin_memory,
         persistent_workers=False,
     )

@@ -14,7 +14,10 @@ scaled so that DDP's averaged gradient is the single-process gradient of the glo
 and the masks are re-applied on every rank after every step. The result equals the
 single-process run up to float rounding (README, "Distributed (torchrun)").
 
-On CUDA it uses bf16 autocast and ``channels_last`` when the config asks for them.
+
+bf16 autocast and ``channels_last`` apply on any device when the config asks for them
+(``--env gpu`` does; CPU tests run the same path, ``training.precision``); batches are
+pinned for a CUDA target and copied with ``non_blocking``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from jmds_pipeline.sparsity.masks import apply_masks
 from jmds_pipeline.training.augment import random_crop_flip, random_shift
 from jmds_pipeline.training.batches import batch_loader, kept_rows
 from jmds_pipeline.training.losses import per_sample_correct, per_sample_nll, tokens_per_sample
+from jmds_pipeline.training.precision import autocast, pin_memory_for, to_device
 
 BatchCallback = Callable[[dict[str, torch.Tensor], torch.Tensor], None]
 """Called after every optimiser step with the batch (on CPU) and its logits (detached)."""
@@ -81,13 +85,6 @@ def lr_factor(step: int, total_steps: int, warmup_steps: int, config: TrainingCo
     return 1.0
 
 
-def _prepare_inputs(x: torch.Tensor, device: str, channels_last: bool) -> torch.Tensor:
-    x = x.to(device, non_blocking=True)
-    if channels_last and x.dim() == 4:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
 def _data_parallel(model: nn.Module, on_cuda: bool) -> DistributedDataParallel:
     """``model`` under DDP (which broadcasts rank 0's weights and buffers to every rank)."""
     device_ids = [torch.cuda.current_device()] if on_cuda else None
@@ -122,8 +119,7 @@ def train_model(
     so the loss is the negative log joint / n and its minimiser is the MAP.
     """
     num_epochs = config.epochs if epochs is None else epochs
-    on_cuda = device.startswith("cuda")
-    channels_last = config.channels_last and on_cuda
+    channels_last = config.channels_last
     model.to(device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -136,7 +132,7 @@ def train_model(
     generator = torch.Generator().manual_seed(seed)
     loader = batch_loader(
         train, batch_size=config.batch_size, kept=kept, shuffle=True, generator=generator,
-        num_workers=config.num_workers,
+        num_workers=config.num_workers, pin_memory=pin_memory_for(device),
     )
     num_rows = kept_rows(int(train["id"].shape[0]), kept).numel()
     if num_rows == 0:
@@ -148,6 +144,7 @@ def train_model(
     warmup_steps = config.warmup_epochs * steps_per_epoch
 
     ranks = distributed.world_size()
+    on_cuda = torch.device(device).type == "cuda"
     net = _data_parallel(model, on_cuda) if ranks > 1 else model
     optimizer = build_optimizer(model, config)
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -183,10 +180,9 @@ def train_model(
             if ranks > 1:  # this rank's rows of the global batch, drawn and augmented above
                 rows = distributed.local_slice(batch_rows)
                 x, y = x[rows], y[rows]
-            x = _prepare_inputs(x, device, channels_last)
+            x = to_device(x, device, channels_last)
             y = y.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.bfloat16,
-                                enabled=on_cuda and config.mixed_precision):
+            with autocast(device, config.mixed_precision):
                 logits = net(x)
             sample_loss = per_sample_nll(logits, y, config.label_smoothing)
             # × ranks: DDP averages the ranks' gradients, and their sum is the global one
