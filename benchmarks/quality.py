@@ -31,6 +31,7 @@ METHODS = ["dense", "imp", "forgetting", "el2n", "random_data", "phased", "jmds"
 BUDGETS = [(0.8, 0.5), (0.9, 0.7)]
 GRID = {"model": [0.5, 0.8, 0.9], "data": [0.3, 0.5, 0.7], "seeds": [0]}
 PAIRS = [("jmds", "phased"), ("jmds_default", "phased"), ("jmds_default", "jmds_scored_dense"),
+         ("jmds_scored_dense", "phased"),
          ("jmds", "imp"),
          ("jmds_default", "imp"), ("jmds_data_only", "random_data"),
          ("jmds_default_data_only", "random_data"), ("forgetting", "random_data")]

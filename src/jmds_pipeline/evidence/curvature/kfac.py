@@ -62,6 +62,13 @@ class KronBlock:
     V: Tensor | None = None
     U: Tensor | None = None
 
+    def __post_init__(self) -> None:
+        # An all-ones mask (every prunable layer carries one from the start) is no mask:
+        # the unmasked leverage routes are exact for it and far cheaper than "masked".
+        mask = self.mask
+        if mask is not None and mask.device.type != "meta" and bool(mask.all()):
+            self.mask = None
+
     # ---- protocol (``block.CurvatureBlock``) ----
     def group_stats(self, sq_norm: Tensor, num_active: Tensor) -> None:
         sq_norm[self.group] += float(self.theta.pow(2).sum())
