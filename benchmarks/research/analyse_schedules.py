@@ -67,3 +67,7 @@ print("MNIST-1D generated with generation seeds 1 and 2 (the reported table uses
       "baselines under that rewind point (IMP rounds of 30 epochs unless `_r10`). "
       "Definitions: `benchmarks/research/schedules.py`.\n")
 print(table.round(4).to_markdown())
+print("\n`rewind10_r10_f50_kron` ran before an all-ones mask stopped counting as a mask: "
+      "every prunable layer then took the per-sample 'masked' leverage route, which does not "
+      "read `leverage`, so that row is the exact leverage again (its numbers equal "
+      "`rewind10_r10_f50`'s). The kron leverage of the JMDS rounds is not validated.")

@@ -124,6 +124,11 @@ def test_round_one_scores_the_dense_model_by_default(finished_run: Path):
     dense = load_file(str(finished_run / "data/06_models/digits/dense.safetensors"))
     assert scored.keys() == dense.keys()
     assert all(torch.equal(scored[k], dense[k]) for k in dense)
+    log = json.loads((finished_run / "data/07_model_output/digits/jmds/round_1/"
+                      "train_log.json").read_text())
+    pretraining = json.loads((finished_run / "data/07_model_output/digits/"
+                              "dense_training.json").read_text())
+    assert log["val"] == pretraining["val"]  # the dense model, evaluated again
 
 
 @pytest.mark.slow
@@ -140,6 +145,13 @@ def test_scoring_from_the_rewind_point_counts_only_the_pretraining_it_needs(tmp_
     dense = load_file(str(project / "data/06_models/digits/dense.safetensors"))
     assert all(torch.equal(scored[k], rewind[k]) for k in rewind)
     assert not all(torch.equal(scored[k], dense[k]) for k in dense)
+    # Round 1's row describes the model it scored, and the pretraining that model took.
+    pretraining = json.loads((out / "dense_training.json").read_text())
+    log = json.loads((out / "jmds/round_1/train_log.json").read_text())
+    assert log["seconds"] == pretraining["rewind_seconds"]
+    assert log["samples_seen"] == pretraining["samples_seen"] / 2
+    trace = json.loads((project / "data/08_reporting/digits/round_trace.json").read_text())
+    assert trace["rounds"][0]["val_accuracy"] == log["val"]["accuracy"]
     # The cost, summed from each phase's own record: pretraining up to the rewind point,
     # both rounds' scoring (evidence and weights, then samples), round 2's training and
     # the final retrain.

@@ -59,13 +59,28 @@ def initial_sparsity(
 def round_one_state(
     dense_state: dict[str, torch.Tensor],
     rewind_state: dict[str, torch.Tensor],
+    dense_training: dict[str, Any],
+    val: Split,
+    dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
-) -> dict[str, torch.Tensor]:
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """The model round 1 scores: the dense model, or (``jmds.score_from: rewind``) the rewind
-    point, so that JMDS needs the dense schedule only up to the rewind epoch."""
+    point, so that JMDS needs the dense schedule only up to the rewind epoch; and its log
+    in the form of a round's training log (the pretraining it took, validation metrics)."""
     config = run_config_of(parameters)
-    start = rewind_state if config.jmds.score_from == "rewind" else dense_state
-    return {name: tensor.clone() for name, tensor in start.items()}
+    meta = DatasetMeta.from_dict(dataset_meta)
+    early = config.jmds.score_from == "rewind"
+    start = rewind_state if early else dense_state
+    fraction = config.rewind_epoch / dense_training["epochs"] if early else 1.0
+    model = model_from_state(config, meta, start)
+    log = {
+        "seconds": dense_training["rewind_seconds"] if early else dense_training["seconds"],
+        # every dense epoch draws each training row once
+        "samples_seen": dense_training["samples_seen"] * fraction,
+        "val": evaluate(model, val, task=meta.task, batch_size=config.training.eval_batch_size,
+                        device=config.resolved_device()),
+    }
+    return {name: tensor.clone() for name, tensor in start.items()}, log
 
 
 def train_round(

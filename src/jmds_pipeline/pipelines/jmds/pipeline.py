@@ -23,7 +23,8 @@ from jmds_pipeline.pipelines.jmds.nodes import (
 from jmds_pipeline.pipelines.jmds.trace import round_trace
 from jmds_pipeline.tracking import track_rounds
 
-SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "rewind_state", "dense_state"}
+SHARED_INPUTS = {"train_split", "val_split", "dataset_meta", "rewind_state", "dense_state",
+                 "dense_training"}
 
 
 def _for_round(func, round_index: int):  # type: ignore[no-untyped-def]
@@ -37,8 +38,10 @@ def round_template(round_index: int) -> Pipeline:
     point (``jmds.score_from``), which its ``start`` node saves as the round's state."""
     nodes = []
     if round_index == 1:
-        nodes.append(node(round_one_state, ["dense_state", "rewind_state", "parameters"],
-                          "state", name="start"))
+        nodes.append(node(round_one_state,
+                          ["dense_state", "rewind_state", "dense_training", "val_split",
+                           "dataset_meta", "parameters"],
+                          ["state", "train_log"], name="start"))
     else:
         nodes.append(
             node(
@@ -120,7 +123,7 @@ def create_pipeline(rounds: int) -> Pipeline:
             f"round_{r}.sample_scoring",
             mapping["masks_in"],
             mapping["kept_in"],
-            f"round_{r}.train_log" if r > 1 else "dense_training",
+            f"round_{r}.train_log",
         ]
     finish = pipeline(
         [

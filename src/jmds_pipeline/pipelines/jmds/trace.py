@@ -15,7 +15,8 @@ PER_ROUND = 5
 
 def round_trace(*rounds: Any) -> tuple[pd.DataFrame, dict[str, Any]]:
     """``rounds`` is, per round, (evidence, sample scoring, masks scored, kept scored,
-    training log); round 1 trains nothing, so its training log is the dense run's.
+    training log); round 1 trains nothing: its log is the pretraining its model took
+    (the dense run, or the run up to the rewind point) and that model's validation metrics.
 
     Row r describes the model scored in round r: its sparsities, log evidence, prior
     precision and validation accuracy, and the time its training and scoring took
