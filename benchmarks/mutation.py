@@ -47,10 +47,10 @@ MODULES: dict[str, list[str]] = {
     "sparsity": ["tests/sparsity", "tests/pipelines/test_jmds_nodes.py"],
     "comparison": ["tests/comparison"],
     "baselines": ["tests/baselines", "tests/lm"],
-    "training": ["tests/training", "tests/lm"],
+    "training": ["tests/training", "tests/lm", "tests/gpu_path"],
     "pipelines": ["tests/pipelines"],
     "data": ["tests/data"],
-    "evidence": ["tests/evidence", "tests/lm"],
+    "evidence": ["tests/evidence", "tests/lm", "tests/gpu_path"],
 }
 
 # mutmut's exit-code meaning (mutmut.stats.status_by_exit_code), folded into our columns

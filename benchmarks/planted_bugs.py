@@ -54,7 +54,7 @@ BUGS = (
         'score = torch.tensor(sample_scores["loss"].to_numpy())',
         ("tests/pipelines/test_jmds_nodes.py",)),
     Bug("train_round ignores rewind", "pipelines/jmds/nodes.py",
-        "start = rewind_state if config.jmds.rewind else previous_state",
+        "start = rewind_state if config.jmds.rewind or continues_from_rewind else previous_state",
         "start = previous_state",
         ("tests/pipelines/test_jmds_nodes.py",)),
     Bug("run_rounds ignores rewind", "sparsity/rounds.py",
