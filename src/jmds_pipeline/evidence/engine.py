@@ -41,6 +41,7 @@ from .likelihood import per_sample_nll
 from .prior import optimise_prior
 from .scores import block_weight_scores
 from .subsample import select_subsample
+from .units import block_unit_scores
 
 __all__ = ["estimate_evidence", "kron_factors", "to_logits"]
 
@@ -75,6 +76,7 @@ def estimate_evidence(
     device: str | torch.device = "cpu",
     score_samples: bool = True,
     score_weights: bool = True,
+    score_units: bool = False,
 ) -> EvidenceResult:
     """Laplace log evidence of ``model`` at its current weights under masks and sample weights.
 
@@ -121,6 +123,11 @@ def estimate_evidence(
                 scores, parts = block_weight_scores(
                     blocks, cfg.weight_score, alpha, prunable_l, float(s.sum())
                 )
+            units = None
+            if score_units:
+                units = block_unit_scores(
+                    blocks, cfg.weight_score, alpha, prunable_l, float(s.sum())
+                )
     finally:
         model.to(orig_device)
         model.train(was_training)
@@ -139,6 +146,7 @@ def estimate_evidence(
         num_active=terms.num_active,
         weight_scores=scores,
         weight_score_parts=parts or None,
+        unit_scores=units,
         sample_contribution=-loss - half_trace,
         sample_loss=loss,
         sample_leverage=half_trace,
