@@ -53,7 +53,7 @@ def round_template(round_index: int) -> Pipeline:
         ),
         node(
             _for_round(update_mask, round_index),
-            ["weight_scores", "masks_in", "parameters"],
+            ["weight_scores", "masks_in", "parameters", "dataset_meta"],
             ["masks", "mask_summary"],
             name="update_mask",
         ),
