@@ -51,7 +51,7 @@ class ChannelGroup:
         return tuple(s for s in self.slices if s.producer)
 
 
-def _root_fn(module: nn.Module):  # type: ignore[no-untyped-def]
+def root_pruning_fn(module: nn.Module):  # type: ignore[no-untyped-def]
     import torch_pruning as tp
 
     if isinstance(module, nn.Linear):
@@ -103,7 +103,7 @@ def channel_groups(
         if not root.endswith(".weight") or root[: -len(".weight")] not in modules:
             raise ValueError(f"channel root {root!r} is not the weight of a module")
         module = modules[root[: -len(".weight")]]
-        fn = _root_fn(module)
+        fn = root_pruning_fn(module)
         for channel in range(module.weight.shape[0]):
             group = graph.get_pruning_group(module, fn, idxs=[channel])
             slices: dict[tuple, Slice] = {}

@@ -1,0 +1,63 @@
+"""CSR export of element-pruned models: round trip, exactly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from jmds_pipeline.data.types import DatasetMeta
+from jmds_pipeline.export import load_sparse, save_sparse
+from jmds_pipeline.models import build_model, prunable_parameter_names
+from jmds_pipeline.sparsity.masks import apply_masks
+
+
+def _pruned_cnn1d() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
+    torch.manual_seed(0)
+    model = build_model("cnn1d", DatasetMeta("mnist1d", "classification", 10, (1, 40)))
+    params = dict(model.named_parameters())
+    gen = torch.Generator().manual_seed(1)
+    masks = {
+        n: torch.rand(params[n].shape, generator=gen) > 0.8 for n in prunable_parameter_names(model)
+    }
+    apply_masks(model, masks)
+    with torch.no_grad():  # a kept weight that is exactly 0.0 must survive as kept
+        params["net.conv2.weight"][masks["net.conv2.weight"].nonzero()[0].tolist()] = 0.0
+    return model, masks
+
+
+def test_round_trip_is_exact(tmp_path: Path) -> None:
+    model, masks = _pruned_cnn1d()
+    state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    path = tmp_path / "sparse.safetensors"
+    save_sparse(state, masks, path)
+    dense = load_sparse(path)
+    assert dense.keys() == state.keys()
+    for name, value in state.items():
+        assert torch.equal(dense[name], value)
+    csr = load_sparse(path, layout="csr")
+    for name, mask in masks.items():
+        assert csr[name].layout == torch.sparse_csr
+        assert csr[name].values().numel() == int(mask.sum())  # the stored 0.0 included
+        rebuilt = torch.zeros(mask.numel(), dtype=torch.bool)
+        rows = torch.repeat_interleave(torch.arange(mask.shape[0]), csr[name].crow_indices().diff())
+        rebuilt.view(mask.shape[0], -1)[rows, csr[name].col_indices()] = True
+        assert torch.equal(rebuilt.view(mask.shape), mask)
+        assert torch.equal(csr[name].to_dense().reshape(mask.shape), state[name])
+    fresh = build_model("cnn1d", DatasetMeta("mnist1d", "classification", 10, (1, 40)))
+    fresh.load_state_dict(dense)
+    x = torch.randn(8, 1, 40)
+    torch.testing.assert_close(fresh(x), model(x), rtol=0, atol=0)
+    assert path.stat().st_size < sum(v.numel() * 4 for v in state.values())
+
+
+def test_loader_refuses_other_files(tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    path = tmp_path / "dense.safetensors"
+    save_file({"w": torch.zeros(2)}, str(path))
+    with pytest.raises(ValueError, match="not a sparse state"):
+        load_sparse(path)
+    with pytest.raises(ValueError, match="layout"):
+        load_sparse(path, layout="coo")
