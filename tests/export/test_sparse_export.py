@@ -61,3 +61,17 @@ def test_loader_refuses_other_files(tmp_path: Path) -> None:
         load_sparse(path)
     with pytest.raises(ValueError, match="layout"):
         load_sparse(path, layout="coo")
+
+
+def test_csr_model_computes_what_the_masked_model_computes(tmp_path: Path) -> None:
+    from jmds_pipeline.export.sparse_inference import csr_model
+
+    model, masks = _pruned_cnn1d()
+    path = tmp_path / "sparse.safetensors"
+    save_sparse(model.state_dict(), masks, path)
+    sparse = csr_model(model, load_sparse(path, layout="csr"))
+    assert not isinstance(sparse.net.conv1, torch.nn.Conv1d)
+    assert not isinstance(sparse.net.out, torch.nn.Linear)  # CSRLinear too
+    x = torch.randn(5, 1, 40)
+    with torch.no_grad():
+        torch.testing.assert_close(sparse(x), model(x), rtol=1e-5, atol=1e-6)
