@@ -19,7 +19,8 @@ def _pruned_cnn1d() -> tuple[torch.nn.Module, dict[str, torch.Tensor]]:
     params = dict(model.named_parameters())
     gen = torch.Generator().manual_seed(1)
     masks = {
-        n: torch.rand(params[n].shape, generator=gen) > 0.8 for n in prunable_parameter_names(model)
+        n: torch.rand(params[n].shape, generator=gen) > 0.8
+        for n in prunable_parameter_names(model, include_output_layer=True)
     }
     apply_masks(model, masks)
     with torch.no_grad():  # a kept weight that is exactly 0.0 must survive as kept
