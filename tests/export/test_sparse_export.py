@@ -76,3 +76,20 @@ def test_csr_model_computes_what_the_masked_model_computes(tmp_path: Path) -> No
     x = torch.randn(5, 1, 40)
     with torch.no_grad():
         torch.testing.assert_close(sparse(x), model(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "conv", [torch.nn.Conv2d(3, 4, 3, 2, 1), torch.nn.Conv1d(3, 4, 5, 1, 2, dilation=2)]
+)
+def test_csr_conv_matches_torch_conv(conv: torch.nn.Module) -> None:
+    from jmds_pipeline.export.sparse import to_csr
+    from jmds_pipeline.export.sparse_inference import CSRConv
+
+    mask = torch.rand(conv.weight.shape, generator=torch.Generator().manual_seed(0)) > 0.5
+    with torch.no_grad():
+        conv.weight.mul_(mask)
+    x = torch.randn(2, 3, *([9, 7] if isinstance(conv, torch.nn.Conv2d) else [11]))
+    with torch.no_grad():
+        torch.testing.assert_close(
+            CSRConv(conv, to_csr(conv.weight, mask))(x), conv(x), rtol=1e-5, atol=1e-6
+        )

@@ -2,7 +2,7 @@
 
 Every masked parameter is stored as the CSR form (``torch.sparse_csr``) of its 2-D view
 (rows = output units, columns = everything else: a conv's ``C_in·k`` entries): three
-tensors ``<name>.crow_indices``, ``<name>.col_indices``, ``<name>.values`` in one
+tensors (int32 indices) ``<name>.crow_indices``, ``<name>.col_indices``, ``<name>.values`` in one
 safetensors file, its shape in the file's metadata; every other tensor is stored dense.
 Values are θ ⊙ m: a weight whose mask is 0 is not stored, and a stored weight is never
 dropped (even if it happens to be 0.0), so the mask is recovered exactly.
@@ -28,9 +28,11 @@ def to_csr(tensor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     view = tensor.detach().reshape(tensor.shape[0], -1)
     keep = mask.reshape(view.shape).to(torch.bool)
     counts = keep.sum(1)
-    crow = torch.zeros(view.shape[0] + 1, dtype=torch.int64)
+    # int32 indices (half of int64's bytes) whenever they fit, as torch.sparse allows
+    index = torch.int32 if max(view.shape[1], int(counts.sum())) < 2**31 else torch.int64
+    crow = torch.zeros(view.shape[0] + 1, dtype=index)
     crow[1:] = torch.cumsum(counts, 0)
-    col = torch.nonzero(keep)[:, 1]  # row-major order, as CSR needs
+    col = torch.nonzero(keep)[:, 1].to(index)  # row-major order, as CSR needs
     return torch.sparse_csr_tensor(crow, col, view[keep], size=view.shape)
 
 

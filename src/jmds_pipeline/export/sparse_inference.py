@@ -41,21 +41,31 @@ class CSRConv(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        image = x.unsqueeze(2) if self.one_d else x
-        batch = image.shape[0]
+        cols, shape = self._patches(x)  # (C·k, B·L)
+        out = torch.sparse.mm(self.weight, cols)  # (C_out, B·L)
+        out = out.reshape(out.shape[0], *shape).transpose(0, 1)
+        if self.bias is not None:
+            out = out + self.bias.reshape(1, -1, *([1] * (out.dim() - 2)))
+        return out
+
+    def _patches(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, ...]]:
+        if self.one_d:
+            # Tensor.unfold views: F.unfold on a (1, k) kernel is ~90x slower on CPU
+            # (measured in evidence.curvature.capture)
+            k, s, p, d = self.kernel[1], self.stride[1], self.padding[1], self.dilation[1]
+            padded = F.pad(x, (p, p))
+            win = padded.unfold(2, d * (k - 1) + 1, s)[..., ::d]  # (B, C, L, k)
+            cols = win.permute(1, 3, 0, 2).reshape(x.shape[1] * k, -1)
+            return cols, (x.shape[0], win.shape[2])
         out_h = (
-            image.shape[2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel[0] - 1) - 1
+            x.shape[2] + 2 * self.padding[0] - self.dilation[0] * (self.kernel[0] - 1) - 1
         ) // self.stride[0] + 1
         out_w = (
-            image.shape[3] + 2 * self.padding[1] - self.dilation[1] * (self.kernel[1] - 1) - 1
+            x.shape[3] + 2 * self.padding[1] - self.dilation[1] * (self.kernel[1] - 1) - 1
         ) // self.stride[1] + 1
-        patches = F.unfold(image, self.kernel, self.dilation, self.padding, self.stride)
-        cols = patches.transpose(0, 1).reshape(patches.shape[1], -1)  # (C·k, B·L)
-        out = torch.sparse.mm(self.weight, cols)  # (C_out, B·L)
-        out = out.reshape(out.shape[0], batch, out_h, out_w).transpose(0, 1)
-        if self.bias is not None:
-            out = out + self.bias.reshape(1, -1, 1, 1)
-        return out.squeeze(2) if self.one_d else out
+        patches = F.unfold(x, self.kernel, self.dilation, self.padding, self.stride)
+        cols = patches.transpose(0, 1).reshape(patches.shape[1], -1)
+        return cols, (x.shape[0], out_h, out_w)
 
 
 def csr_model(model: nn.Module, csr_weights: Mapping[str, torch.Tensor]) -> nn.Module:

@@ -263,3 +263,27 @@ def prune_channels_to_target(
 def example_input(input_shape: Sequence[int]) -> torch.Tensor:
     """A batch of two zero inputs of one sample's shape, for tracing the dependency graph."""
     return torch.zeros(2, *input_shape)
+
+
+def magnitude_group_scores(
+    model: nn.Module, groups: Sequence[ChannelGroup], example: torch.Tensor, p: int = 2
+) -> torch.Tensor:
+    """−(Torch-Pruning's group magnitude importance) per group: the L_p norm of every
+    coupled slice, summed over the group (``GroupMagnitudeImportance``); higher = cheaper
+    to remove, as ``prune_channels_to_target`` expects."""
+    import torch_pruning as tp
+
+    importance = tp.importance.GroupMagnitudeImportance(p=p)
+    graph = tp.DependencyGraph().build_dependency(model, example_inputs=example)
+    modules = dict(model.named_modules())
+    per_root: dict[str, torch.Tensor] = {}
+    out = torch.empty(len(groups), dtype=torch.float64)
+    for g, group in enumerate(groups):
+        if group.root not in per_root:
+            module = modules[group.root[: -len(".weight")]]
+            whole = graph.get_pruning_group(
+                module, root_pruning_fn(module), idxs=list(range(module.weight.shape[0]))
+            )
+            per_root[group.root] = importance(whole).detach().double().cpu()
+        out[g] = -per_root[group.root][group.channel]
+    return out
