@@ -71,3 +71,37 @@ def test_channel_run_removes_whole_units(channel_run: Path) -> None:
     assert round(TARGET * total) <= removed < round(TARGET * total) + biggest_unit
     metrics = json.loads((channel_run / "data/08_reporting/mnist1d/metrics.json").read_text())
     assert metrics["model_sparsity"] == pytest.approx(removed / total)
+
+
+@pytest.mark.slow
+def test_channel_run_ships_a_smaller_model(channel_run: Path) -> None:
+    """The exported program loads with torch alone, has the parameter count the masks
+    imply and predicts what the masked final model predicts; the CSR state round-trips."""
+    from jmds_pipeline.data.types import DatasetMeta
+    from jmds_pipeline.models import build_model
+
+    models = channel_run / "data/06_models/mnist1d"
+    masks = load_file(
+        str(channel_run / "data/07_model_output/mnist1d/jmds/round_2/masks.safetensors")
+    )
+    final = load_file(str(models / "jmds_final.safetensors"))
+    summary = json.loads(
+        (channel_run / "data/07_model_output/mnist1d/jmds/export.json").read_text()
+    )
+    program = torch.export.load(str(models / "jmds_export.pt2"))
+    kept = [int(masks[f"net.conv{i}.bias"].sum()) for i in (1, 2, 3)]
+    c1, c2, c3 = kept
+    closed_form = c1 * (5 + 1) + c2 * (3 * c1 + 1) + c3 * (3 * c2 + 1) + 10 * 5 * c3 + 10
+    assert summary["parameter_count"] == closed_form < summary["dense_parameter_count"]
+    assert sum(p.numel() for p in program.module().parameters()) == closed_form
+    meta = json.loads((channel_run / "data/02_intermediate/mnist1d/meta.json").read_text())
+    model = build_model("cnn1d", DatasetMeta.from_dict(meta))
+    model.load_state_dict(final)
+    test = load_file(str(channel_run / "data/02_intermediate/mnist1d/test.safetensors"))
+    x = test["x"][:256]
+    with torch.no_grad():
+        assert (program.module()(x) - model.eval()(x)).abs().max() <= 1e-5
+    from jmds_pipeline.export import load_sparse
+
+    sparse = load_sparse(models / "jmds_sparse.safetensors")
+    assert all(torch.equal(sparse[k], v) for k, v in final.items())

@@ -76,28 +76,31 @@ def export_structured(
 ) -> dict[str, Any]:
     """Write ``model.pt2`` (torch.export, dynamic batch), ``weights.safetensors`` and
     ``config.json`` under ``directory``; returns the config written."""
-    from torch.export import Dim, export, save
+    from torch.export import save
 
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     model = model.eval()
-    batch = Dim("batch", min=1, max=1 << 16)
-    program = export(model, (example_input,), dynamic_shapes=({0: batch},))
+    program = exported_program(model, example_input)
     save(program, directory / PROGRAM)
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     save_file(state, str(directory / WEIGHTS))
-    config = {
+    config = {**describe(model, example_input), "weights": WEIGHTS}
+    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
+    return config
+
+
+def describe(model: nn.Module, example_input: torch.Tensor) -> dict[str, Any]:
+    """The JSON description shipped with an exported model."""
+    return {
         "format": "torch.export",
         "program": PROGRAM,
-        "weights": WEIGHTS,
         "parameter_count": parameter_count(model),
         "input_shape": list(example_input.shape[1:]),
         "input_dtype": str(example_input.dtype).removeprefix("torch."),
         "parameters": {k: list(p.shape) for k, p in model.named_parameters()},
         "load": "torch.export.load('model.pt2').module()(x)",
     }
-    (directory / CONFIG).write_text(json.dumps(config, indent=2) + "\n")
-    return config
 
 
 def load_structured(directory: str | Path) -> nn.Module:
@@ -105,3 +108,11 @@ def load_structured(directory: str | Path) -> nn.Module:
     from torch.export import load
 
     return load(Path(directory) / PROGRAM).module()
+
+
+def exported_program(model: nn.Module, example_input: torch.Tensor) -> Any:
+    """``torch.export`` of ``model`` (eval mode) with a dynamic batch dimension."""
+    from torch.export import Dim, export
+
+    batch = Dim("batch", min=1, max=1 << 16)
+    return export(model.eval(), (example_input,), dynamic_shapes=({0: batch},))
