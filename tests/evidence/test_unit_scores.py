@@ -166,3 +166,67 @@ def test_engine_channel_mask_logdet_is_exact() -> None:
     )
     # log_det_ratio = log det P_m − d_m log α: 7 parameters fewer add 7 log α
     assert change == pytest.approx(dense_change + 7 * math.log(alpha), rel=1e-9, abs=1e-8)
+
+
+@pytest.mark.parametrize("kind", ["diag", "first_order"])
+def test_unit_set_scores_match_dense_kronecker(kind: str) -> None:
+    from jmds_pipeline.evidence.units import unit_set_scores
+
+    rows = torch.ones(6, dtype=torch.bool)
+    rows[5] = False
+    cols = torch.ones(4, dtype=torch.bool)
+    cols[0] = False
+    block = _block(6, 4, rows, cols, seed=7)
+    alpha = 0.9
+    a = torch.tensor([alpha], dtype=torch.float64)
+    p = _dense_precision(block, alpha)
+    base = _logdet(p, _active_index(rows, cols))
+    sets = [[0, 2], [1], [3, 4, 0], [4, 5]]  # the last reaches a removed unit
+    score, parts = unit_set_scores(block, a, sets, kind, num_data=3.0)
+    theta = block.theta.reshape(-1)
+    for s, units in enumerate(sets[:3]):
+        left = rows.clone()
+        left[units] = False
+        occam = -0.5 * (_logdet(p, _active_index(left, cols)) - base) - 0.5 * len(units) * int(
+            cols.sum()
+        ) * math.log(alpha)
+        g = _active_index(torch.isin(torch.arange(6), torch.tensor(units)), cols)
+        if kind == "diag":
+            fit = -0.5 * float(theta[g] @ p[g][:, g] @ theta[g])
+        else:  # −Σ |θ_j| H_jj / N with H = G ⊗ A, Occam term 0 (the paper's saliency)
+            h = torch.kron(block.G, block.A).diagonal()
+            fit, occam = -float((theta[g].abs() * h[g]).sum()) / 3.0, 0.0
+        assert float(parts["occam"][s]) == pytest.approx(occam, rel=1e-9, abs=1e-9)
+        assert float(parts["fit"][s]) == pytest.approx(fit, rel=1e-9, abs=1e-9)
+    assert math.isinf(float(score[3]))
+    with pytest.raises(ValueError, match="obs"):
+        unit_set_scores(block, a, sets, "obs")
+
+
+def test_gpt2_head_units_are_the_heads_of_c_attn() -> None:
+    """Zeroing head h's units of ``c_attn`` (weights and biases) zeroes exactly head h's
+    block of the attention output that ``c_proj`` reads (v = 0 ⇒ that head outputs 0)."""
+    from jmds_pipeline.data.types import DatasetMeta
+    from jmds_pipeline.evidence.units import gpt2_head_units
+    from jmds_pipeline.models import build_model
+
+    model = build_model(
+        "gpt2", DatasetMeta("pydoc", "language_modeling", 32, (8,)), {"size": "tiny"}
+    ).eval()
+    attention = model.lm.transformer.h[0].attn
+    embed, heads = model.lm.config.n_embd, model.lm.config.n_head
+    units = gpt2_head_units(heads, embed)
+    assert sorted(u for head in units for u in head) == list(range(3 * embed))
+    h = 1
+    with torch.no_grad():
+        attention.c_attn.weight[:, units[h]] = 0  # Conv1D: (in, out)
+        attention.c_attn.bias[units[h]] = 0
+    seen = {}
+    handle = attention.c_proj.register_forward_hook(lambda _m, i, _o: seen.update(x=i[0]))
+    with torch.no_grad():
+        model(torch.randint(0, 32, (2, 8)))
+    handle.remove()
+    width = embed // heads
+    block = seen["x"][..., h * width : (h + 1) * width]
+    others = torch.cat([seen["x"][..., : h * width], seen["x"][..., (h + 1) * width :]], -1)
+    assert torch.count_nonzero(block) == 0 and torch.count_nonzero(others) > 0

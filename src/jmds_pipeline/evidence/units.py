@@ -32,7 +32,7 @@ count it twice). They are masked along with the unit (``sparsity.channels``).
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import Tensor
@@ -148,3 +148,79 @@ def block_unit_scores(
         if name in want:
             out[name] = unit_scores(b, alpha, kind, num_data)[0].float().cpu()
     return out
+
+
+def unit_set_scores(
+    block: KronBlock,
+    alpha: Tensor,
+    sets: Sequence[Sequence[int]],
+    kind: str = "diag",
+    num_data: float = 1.0,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Δ_K for removing each *set* K of output units of one K-FAC layer together (float64,
+    (len(sets),)): an attention head is the q, k and v units of its columns of GPT-2's
+    ``c_attn``. With S = R × C active and K ⊆ R,
+
+        occam_K = −½ [log det(A_CC ⊗ G_{R∖K} + αI) − log det P_S] − ½ |K||C| log α
+        diag fit_K = −½ [Σ_{k,k'∈K} G_kk' θ_kᵀ A_CC θ_k' + α ‖θ_K‖²]    (= −½ θ_Kᵀ P_KK θ_K)
+
+    ``first_order`` sums the units' saliencies; ``obs`` (a |K||C|-square inverse per set) is
+    not offered here. A set that reaches a removed unit is +inf.
+    """
+    if kind not in ("diag", "first_order"):
+        raise ValueError(
+            f"unit-set scores support weight_score 'diag' or 'first_order', not {kind!r}"
+        )
+    a = block.prior_of(alpha)
+    d_out, d_in = block.theta.shape
+    rect = (
+        rectangle(block.mask.cpu())
+        if block.mask is not None
+        else (torch.ones(d_out, dtype=torch.bool), torch.ones(d_in, dtype=torch.bool))
+    )
+    if rect is None:
+        raise ValueError(
+            f"unit-set scores of {block.handler.module_name!r} need a mask of "
+            "whole rows and columns"
+        )
+    rows, cols = rect
+    dev = block.A.device
+    a_cc = _sub(block.A, cols.to(dev))
+    lam_a = _eigh(a_cc)[0]
+    base = kron_logdet(lam_a, _eigh(_sub(block.G, rows.to(dev)))[0], a)
+    theta = block.theta[:, cols.to(dev)].double()
+    fit = torch.full((len(sets),), math.inf, dtype=torch.float64)
+    occam = torch.full((len(sets),), math.inf, dtype=torch.float64)
+    for s, units in enumerate(sets):
+        k = torch.as_tensor(list(units), dtype=torch.long)
+        if k.numel() == 0 or not bool(rows[k].all()):
+            continue
+        left = rows.clone()
+        left[k] = False
+        lam_g = _eigh(_sub(block.G, left.to(dev)))[0] if bool(left.any()) else lam_a[:0]
+        occam[s] = float(
+            -0.5 * (kron_logdet(lam_a, lam_g, a) - base)
+            - 0.5 * k.numel() * int(cols.sum()) * torch.log(a)
+        )
+        th = theta[k.to(dev)]
+        g_kk = block.G[k.to(dev)][:, k.to(dev)]
+        if kind == "diag":
+            cross = th @ a_cc @ th.t()  # θ_kᵀ A θ_k'
+            fit[s] = float(-0.5 * ((g_kk * cross).sum() + a * th.pow(2).sum()))
+        else:
+            sal = th.abs() * torch.outer(torch.diagonal(g_kk), torch.diagonal(a_cc))
+            fit[s] = float(-sal.sum() / max(num_data, 1e-300))
+            occam[s] = 0.0
+    return fit + occam, {"fit": fit, "occam": occam}
+
+
+def gpt2_head_units(num_heads: int, embed_dim: int) -> list[list[int]]:
+    """The output units of GPT-2's ``c_attn`` (q | k | v, each ``embed_dim`` wide) that
+    belong to each attention head: head h owns columns h·d_h … (h+1)·d_h − 1 of each."""
+    if embed_dim % num_heads:
+        raise ValueError(f"embed_dim = {embed_dim} is not divisible by num_heads = {num_heads}")
+    width = embed_dim // num_heads
+    return [
+        [part * embed_dim + h * width + j for part in range(3) for j in range(width)]
+        for h in range(num_heads)
+    ]
