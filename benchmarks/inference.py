@@ -43,7 +43,7 @@ from jmds_pipeline.sparsity.masks import apply_masks
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores, prune_to_target
 
 OUT = Path(__file__).parent / "results" / "inference.json"
-THREADS = 2
+THREADS = 1  # 2 threads on a shared 2-core machine: OpenMP barriers stall when a core is busy
 ROUNDS = 11
 SPARSITIES = (0.8, 0.9)
 MODELS = {
@@ -62,6 +62,13 @@ def _latency(model: nn.Module, x: torch.Tensor, calls: int) -> float:
             model(x)
             times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def _loadavg() -> list[float]:
+    try:
+        return [float(v) for v in Path("/proc/loadavg").read_text().split()[:3]]
+    except OSError:
+        return []
 
 
 def _size(path: Path) -> int:
@@ -139,6 +146,7 @@ def _variants(name: str, sparsity: float, tmp: Path) -> dict[str, dict]:
 
 def main() -> None:
     torch.set_num_threads(THREADS)
+    load_before = _loadavg()
     started = time.perf_counter()
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp_dir:
@@ -201,6 +209,8 @@ def main() -> None:
             "platform": platform.platform(),
             "processor": platform.processor(),
             "torch": torch.__version__,
+            "loadavg_before": load_before,
+            "loadavg_after": _loadavg(),
             "threads": THREADS,
         },
         "rounds": ROUNDS,
