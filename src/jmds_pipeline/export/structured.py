@@ -53,9 +53,12 @@ def physically_prune(
 
     pruned = copy.deepcopy(model).eval()
     apply_masks(pruned, masks)
+    removed = removed_channels(groups, masks)
+    if not removed:  # weight granularity: nothing to trace (GPT-2 need not be traceable)
+        return pruned
     modules = dict(pruned.named_modules())
     graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example_input)
-    for root, channels in removed_channels(groups, masks).items():
+    for root, channels in removed.items():
         module = modules[root[: -len(".weight")]]
         group = graph.get_pruning_group(module, root_pruning_fn(module), idxs=sorted(channels))
         if not graph.check_pruning_group(group):

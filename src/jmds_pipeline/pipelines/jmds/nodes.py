@@ -202,7 +202,8 @@ def update_mask(
         if dataset_meta is None:
             raise ValueError("jmds.granularity = 'channel' needs the dataset's metadata")
         meta = DatasetMeta.from_dict(dataset_meta)
-        groups = run_channel_groups(run, meta, seeded_model(run, meta))
+        with torch.random.fork_rng(devices=[]):  # the architecture only: leave the RNG be
+            groups = run_channel_groups(run, meta, seeded_model(run, meta))
     new_masks = next_masks(weight_scores, masks, config, round_index, groups=groups)
     return new_masks, layer_summary(new_masks)
 
