@@ -164,3 +164,28 @@ def test_channel_config_rejects_what_it_cannot_do() -> None:
     with pytest.raises(ValueError, match="include_output_layer"):
         JMDSConfig(granularity="channel", include_output_layer=True)
     assert JMDSConfig(granularity="channel").granularity == "channel"
+
+
+def test_torch_pruning_scores_rank_small_and_dead_units_first() -> None:
+    """Magnitude: a unit with tiny weights everywhere (its row and the column reading it)
+    is the cheapest, one with large weights the dearest. Taylor: a unit nobody reads has
+    zero gradient, so zero importance: the cheapest."""
+    from jmds_pipeline.sparsity.channels import magnitude_group_scores, taylor_group_scores
+
+    torch.manual_seed(5)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    with torch.no_grad():
+        model[0].weight[3] *= 1e-3
+        model[0].bias[3] = 0.0
+        model[2].weight[:, 3] *= 1e-3
+        model[0].weight[5] *= 10
+        model[2].weight[:, 5] *= 10
+    groups = channel_groups(model, ["0.weight"], torch.zeros(2, 6))
+    scores = magnitude_group_scores(model, groups, torch.zeros(2, 6))
+    assert int(scores.argmax()) == 3 and int(scores.argmin()) == 5
+    with torch.no_grad():
+        model[2].weight[:, 1] = 0.0  # unit 1 is read by nobody
+    x, y = torch.randn(64, 6), torch.randint(0, 3, (64,))
+    taylor = taylor_group_scores(model, groups, torch.zeros(2, 6), x, y)
+    assert float(taylor[1]) == 0.0 and bool((taylor[torch.arange(8) != 1] < 0).all())
+    assert all(p.grad is None or not bool(p.grad.any()) for p in model.parameters())

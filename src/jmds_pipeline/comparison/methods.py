@@ -32,6 +32,7 @@ from jmds_pipeline.sparsity.channels import (
     example_input,
     magnitude_group_scores,
     spread_group_scores,
+    taylor_group_scores,
 )
 from jmds_pipeline.sparsity.jmds_scoring import (
     channel_scores,
@@ -335,11 +336,12 @@ def _initial_masks(context: Context, config: RunConfig, model: nn.Module
     return {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}, groups
 
 
-def _tp_magnitude_masks(context: Context, dense: DenseRun, sparsity: float
-                        ) -> tuple[Masks, float]:
-    """Torch-Pruning's group magnitude (L2 over every coupled slice) on whole channels,
-    in IMP's schedule: R equal-ratio rounds, each retraining from the rewind point, to the
-    same masked fraction as the channel JMDS."""
+def _tp_magnitude_masks(context: Context, dense: DenseRun, sparsity: float,
+                        importance: str = "magnitude") -> tuple[Masks, float]:
+    """Torch-Pruning's group magnitude (L2 over every coupled slice; or group Taylor,
+    |θ·∂L/∂θ| on 1024 training rows) on whole channels, in IMP's schedule: R equal-ratio
+    rounds, each retraining from the rewind point, to the same masked fraction as the
+    channel JMDS."""
     config = context.for_seed(dense.seed)
     jmds = config.jmds.model_copy(update={"target_model_sparsity": sparsity,
                                           "prune_data": False, "schedule": "geometric",
@@ -351,7 +353,14 @@ def _tp_magnitude_masks(context: Context, dense: DenseRun, sparsity: float
 
     def magnitude(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
                   samples: bool) -> RoundScores:
-        scores = magnitude_group_scores(model, groups, example)
+        if importance == "taylor":
+            rows = torch.randperm(len(context.train["y"]),
+                                  generator=torch.Generator().manual_seed(dense.seed))[:1024]
+            rows = rows[kept[rows]]
+            scores = taylor_group_scores(model, groups, example, context.train["x"][rows],
+                                         context.train["y"][rows])
+        else:
+            scores = magnitude_group_scores(model, groups, example)
         return RoundScores(weight_scores=spread_group_scores(groups, scores, masks))
 
     outcome = run_rounds(lambda state: context.build(dense.seed, state), dense.state,
@@ -365,6 +374,11 @@ def run_tp_magnitude(context: Context, dense: DenseRun, budget: Budget) -> dict[
     masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity)
     return _retrain_and_measure(context, dense, masks, None, seconds, "tp_magnitude",
                                 budget)[0]
+
+
+def run_tp_taylor(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity, "taylor")
+    return _retrain_and_measure(context, dense, masks, None, seconds, "tp_taylor", budget)[0]
 
 
 def run_tp_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
@@ -481,6 +495,7 @@ METHODS: dict[str, tuple[Method, str]] = {
     "jmds_default_data_only": (run_jmds_default_data_only, "data"),
     # structured (whole channels): JMDS against Torch-Pruning's group magnitude
     "tp_magnitude": (run_tp_magnitude, "model"),
+    "tp_taylor": (run_tp_taylor, "model"),
     "jmds_channel_model_only": (run_jmds_channel_model_only, "model"),
     "tp_phased": (run_tp_phased, "joint"),
     "jmds_channel": (run_jmds_channel, "joint"),
