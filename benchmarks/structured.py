@@ -8,6 +8,7 @@ The same runners as `kedro run --pipelines=compare` (``comparison.methods``) thr
 quality benchmark's worker pool (``quality.tasks`` / ``quality._task``): each seed's dense
 run is shared by its methods. Methods: ``tp_magnitude`` (Torch-Pruning's
 ``GroupMagnitudeImportance`` on whole channels, IMP's rounds and rewinding),
+``tp_taylor`` (the same with ``GroupTaylorImportance``),
 ``jmds_channel_model_only`` (JMDS's evidence on whole channels, no data pruning),
 ``tp_phased`` (Torch-Pruning magnitude → forgetting), ``jmds_channel`` (the configured
 default JMDS with ``granularity: channel``), and, for reference, element-level ``imp``,
@@ -34,10 +35,11 @@ sys.path.insert(0, str(REPO / "benchmarks" / "research"))
 
 from quality import _init, _task, tasks  # noqa: E402  (after the path set-up)
 
-METHODS = ["dense", "tp_magnitude", "jmds_channel_model_only", "tp_phased", "jmds_channel",
-           "imp", "phased", "jmds_default"]
+METHODS = ["dense", "tp_magnitude", "tp_taylor", "jmds_channel_model_only", "tp_phased",
+           "jmds_channel", "imp", "phased", "jmds_default"]
 BUDGETS = [(0.5, 0.5), (0.8, 0.5)]
-PAIRS = [("jmds_channel_model_only", "tp_magnitude"), ("jmds_channel", "tp_phased"),
+PAIRS = [("jmds_channel_model_only", "tp_magnitude"), ("jmds_channel_model_only", "tp_taylor"),
+         ("jmds_channel", "tp_phased"),
          ("jmds_channel", "jmds_default"), ("tp_magnitude", "imp")]
 SHORT = {"training": {"epochs": 20}, "jmds": {"round_epochs": 8}}
 
