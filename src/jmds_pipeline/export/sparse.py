@@ -11,6 +11,7 @@ dropped (even if it happens to be 0.0), so the mask is recovered exactly.
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal
@@ -33,7 +34,15 @@ def to_csr(tensor: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     crow = torch.zeros(view.shape[0] + 1, dtype=index)
     crow[1:] = torch.cumsum(counts, 0)
     col = torch.nonzero(keep)[:, 1].to(index)  # row-major order, as CSR needs
-    return torch.sparse_csr_tensor(crow, col, view[keep], size=view.shape)
+    return _csr(crow, col, view[keep], tuple(view.shape))
+
+
+def _csr(
+    crow: torch.Tensor, col: torch.Tensor, values: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    with warnings.catch_warnings():  # "sparse CSR support is in beta": known, not news
+        warnings.filterwarnings("ignore", "Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, col, values, size=size)
 
 
 def save_sparse(
@@ -76,9 +85,7 @@ def load_sparse(
     for name, shape in shapes.items():
         crow, col, values = (raw.pop(f"{name}.{part}") for part in _PARTS)
         rows = shape[0]
-        csr = torch.sparse_csr_tensor(
-            crow, col, values, size=(rows, int(torch.tensor(shape[1:]).prod()))
-        )
+        csr = _csr(crow, col, values, (rows, int(torch.tensor(shape[1:]).prod())))
         out[name] = csr if layout == "csr" else csr.to_dense().reshape(shape)
     out.update(raw)
     return out
