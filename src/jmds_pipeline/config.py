@@ -151,6 +151,9 @@ class JMDSConfig(_Section):
     rescale_kept: bool = True  # weight the K kept samples by N/K inside the evidence
     prune_model: bool = True  # ablations: model-only / data-only
     prune_data: bool = True
+    # weight: element masks; channel: whole output units (weight rows + biases, and the
+    # columns that read them) scored by the evidence change of the whole unit
+    granularity: Literal["weight", "channel"] = "weight"
     evidence: EvidenceSettings = Field(default_factory=EvidenceSettings)
 
     @field_validator("round_epochs")
@@ -178,12 +181,31 @@ class JMDSConfig(_Section):
                 "log Z − λ2‖s‖₀ always keeps the highest contributions; accepted: keep: high "
                 "in penalty mode, or mode: target for the keep-hard variant"
             )
+        if self.granularity == "channel":
+            _check_channel_settings(self)
         if self.tie_prior and self.evidence.prior_mode != "scalar":
             raise ValueError(
                 "jmds.tie_prior = true needs jmds.evidence.prior_mode = 'scalar' (one α "
                 "for the training loss); accepted: prior_mode: scalar, or tie_prior: false"
             )
         return self
+
+
+def _check_channel_settings(config: JMDSConfig) -> None:
+    """Channel granularity: target mode, global budget, hidden layers only."""
+    wrong = {"mode": (config.mode, "target"), "weight_scope": (config.weight_scope, "global"),
+             "include_output_layer": (config.include_output_layer, False),
+             "include_embeddings": (config.include_embeddings, False)}
+    for key, (value, accepted) in wrong.items():
+        if value != accepted:
+            raise ValueError(
+                f"jmds.{key} = {value!r} with jmds.granularity = 'channel'; accepted there: "
+                f"{accepted!r} (channels are removed to one global target, and the output "
+                "layer's units are the classes)"
+            )
+    if config.evidence.structure == "full":
+        raise ValueError("jmds.evidence.structure = 'full' with jmds.granularity = 'channel'; "
+                         "accepted there: 'kfac' or 'diag'")
 
 
 class GridConfig(_Section):

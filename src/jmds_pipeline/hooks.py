@@ -209,8 +209,7 @@ class RunSetupHooks:
     def _check_masks(self, name: str, masks: Any, parameters: Any, catalog: Any,
                      inputs: dict[str, Any]) -> None:
         from jmds_pipeline.data.types import DatasetMeta
-        from jmds_pipeline.models import prunable_parameter_names
-        from jmds_pipeline.runtime import run_config_of, seeded_model
+        from jmds_pipeline.runtime import mask_names, run_config_of, seeded_model
 
         meta = inputs.get("dataset_meta")
         if meta is None:
@@ -219,12 +218,10 @@ class RunSetupHooks:
                 return
             meta = catalog.load("dataset_meta")
         config = run_config_of(parameters)
+        meta = DatasetMeta.from_dict(meta)
         with torch.random.fork_rng(devices=[]):  # the node's own seeding stays unaffected
-            model = seeded_model(config, DatasetMeta.from_dict(meta))
-        prunable = prunable_parameter_names(
-            model, include_output_layer=config.jmds.include_output_layer,
-            include_embeddings=config.jmds.include_embeddings,
-        )
+            model = seeded_model(config, meta)
+        prunable = mask_names(config, meta, model)  # channel mode: biases of units too
         check_masks_fit(masks, model, prunable, name)
 
     @hook_impl

@@ -47,3 +47,34 @@ def evidence_config(
     # the layout follows training's (one layout per run); bf16 is the evidence's own choice
     return EvidenceConfig(likelihood=likelihood, seed=config.seed if seed is None else seed,
                           channels_last=config.training.channels_last, **settings)
+
+
+def mask_names(config: RunConfig, meta: DatasetMeta, model: nn.Module) -> list[str]:
+    """The parameters a run's masks cover: the prunable weights, and in channel mode also
+    the producers of their channel groups (biases, norm affines; ``sparsity.channels``)."""
+    from jmds_pipeline.models import prunable_parameter_names
+
+    weights = prunable_parameter_names(
+        model, include_output_layer=config.jmds.include_output_layer,
+        include_embeddings=config.jmds.include_embeddings,
+    )
+    if config.jmds.granularity == "weight":
+        return weights
+    from jmds_pipeline.sparsity.channels import channel_mask_names
+
+    return channel_mask_names(run_channel_groups(config, meta, model), weights)
+
+
+def run_channel_groups(config: RunConfig, meta: DatasetMeta, model: nn.Module) -> list:
+    """The channel groups of the run's prunable layers (channel granularity)."""
+    from jmds_pipeline.models import prunable_parameter_names
+    from jmds_pipeline.sparsity.channels import channel_groups, example_input
+
+    if meta.task != "classification":
+        raise ValueError(f"jmds.granularity = 'channel' is for classifiers; dataset "
+                         f"{meta.name!r} is {meta.task} (accepted there: 'weight')")
+    weights = prunable_parameter_names(
+        model, include_output_layer=config.jmds.include_output_layer,
+        include_embeddings=config.jmds.include_embeddings,
+    )
+    return channel_groups(model, weights, example_input(meta.input_shape))

@@ -13,7 +13,8 @@ def test_a_thread_runner_is_refused_only_under_torchrun(monkeypatch, joined):
     monkeypatch.setattr(distributed, "is_distributed", lambda: joined)
     threads = {"runner": "<kedro.runner.thread_runner.ThreadRunner object at 0x1>"}
     if joined:
-        with pytest.raises(ConfigError, match="ThreadRunner object at 0x1> under torchrun; accepted"):
+        expected = "ThreadRunner object at 0x1> under torchrun; accepted"
+        with pytest.raises(ConfigError, match=expected):
             hooks._runner_check(threads)
     else:
         hooks._runner_check(threads)

@@ -89,19 +89,35 @@ def test_masked_log_det_is_the_tighter_hadamard_bound(count: int, alpha: float, 
     # log_det_ratio = log det P_m − (number active)·log α: each removed weight adds log α.
     change = _log_det_ratio(mask, alpha) - _log_det_ratio(None, alpha) - count * math.log(alpha)
     masked = full + change
+    if count == D_HIDDEN * D_OUT:  # only the bias column left: rectangular, hence exact
+        assert masked == pytest.approx(exact, abs=1e-8)
+        return
     assert masked == pytest.approx(min(direct, schur), abs=1e-8)
     assert masked >= exact - 1e-9  # an upper bound of the true restricted log det
     if count == 1:
         assert masked == pytest.approx(exact, abs=1e-8)  # Schur is exact for one weight
 
 
-def test_all_weights_removed_leaves_only_the_bias_diagonal() -> None:
-    # S = the bias column: the direct bound Σ_{j∈S} log P_jj wins over the Schur form
-    # (Hadamard on P⁻¹ makes the Schur form ≥ the log det of the diagonal it misses).
+def test_all_weights_but_one_removed_uses_the_direct_bound() -> None:
+    # S = one weight and the bias column (not rows × columns, so no exact Kronecker form):
+    # the direct bound Σ_{j∈S} log P_jj wins over the Schur form (Hadamard on P⁻¹ makes the
+    # Schur form ≥ the log det of the diagonal it misses).
     alpha = 1.0
-    removed = list(range(D_HIDDEN * D_OUT))
+    removed = list(range(1, D_HIDDEN * D_OUT))
     full, direct, schur, _ = _bounds(_dense_output_layer_precision(alpha), removed)
     assert direct < schur
     mask = torch.zeros(D_OUT, D_HIDDEN, dtype=torch.bool)
+    mask[0, 0] = True
     masked = full + _log_det_ratio(mask, alpha) - _log_det_ratio(None, alpha)
     assert masked == pytest.approx(direct, abs=1e-8)
+
+
+def test_all_weights_removed_is_exact() -> None:
+    # S = the bias column of every row: rows × columns, so P_S = G ⊗ A_bb + αI exactly.
+    alpha = 1.0
+    removed = list(range(D_HIDDEN * D_OUT))
+    full, direct, _, exact = _bounds(_dense_output_layer_precision(alpha), removed)
+    assert exact < direct - 1e-3  # the bound it replaces was not tight here
+    mask = torch.zeros(D_OUT, D_HIDDEN, dtype=torch.bool)
+    masked = full + _log_det_ratio(mask, alpha) - _log_det_ratio(None, alpha)
+    assert masked == pytest.approx(exact, abs=1e-8)

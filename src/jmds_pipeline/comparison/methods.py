@@ -26,8 +26,16 @@ from jmds_pipeline.config import JMDSConfig, RunConfig
 from jmds_pipeline.data.types import DatasetMeta, Split
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
 from jmds_pipeline.models import prunable_parameter_names
-from jmds_pipeline.runtime import evidence_config, seeded_model
+from jmds_pipeline.runtime import evidence_config, mask_names, run_channel_groups, seeded_model
+from jmds_pipeline.sparsity.channels import (
+    ChannelGroup,
+    example_input,
+    magnitude_group_scores,
+    spread_group_scores,
+    taylor_group_scores,
+)
 from jmds_pipeline.sparsity.jmds_scoring import (
+    channel_scores,
     kept_weights,
     prior_count,
     scalar_alpha,
@@ -309,8 +317,10 @@ def run_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, A
 
 def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
           jmds: JMDSConfig, structure: str | None = None) -> dict[str, Any]:
-    config = context.for_seed(dense.seed)
+    config = context.for_seed(dense.seed).model_copy(update={"jmds": jmds})
     evidence_config = context.evidence_config(dense.seed, structure)
+    model = context.build(dense.seed, dense.state)
+    masks, groups = _initial_masks(context, config, model)
 
     def evidence(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
                  samples: bool) -> RoundScores:
@@ -321,21 +331,23 @@ def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
         phase_b = score_weights(model, masks, kept, context.train, jmds, evidence_config,
                                 context.device, with_samples=samples)
         result = phase_b.evidence
+        weight_scores = dict(result.weight_scores)
+        if groups is not None:
+            weight_scores = channel_scores(groups, result, masks)
         return RoundScores(
-            weight_scores=dict(result.weight_scores) if jmds.prune_model else None,
+            weight_scores=weight_scores if jmds.prune_model else None,
             sample_scores=result.sample_contribution if samples else None,
             log_evidence=result.log_evidence,
             prior_precision=scalar_alpha(result.prior_precision),
             extra={"stationarity": phase_b.stationarity.relative},
         )
 
-    model = context.build(dense.seed, dense.state)
     early = jmds.score_from == "rewind"
     outcome = run_rounds(lambda state: context.build(dense.seed, state),
                          dense.rewind_state if early else dense.state,
                          dense.rewind_state, context.train, context.val, config, jmds,
-                         context.full_masks(model), evidence, task=context.meta.task,
-                         device=context.device)
+                         masks, evidence, task=context.meta.task,
+                         device=context.device, groups=groups)
     kept = outcome.kept if jmds.prune_data else None
     return _retrain_and_measure(
         context, dense, outcome.masks, kept, outcome.seconds, method, budget,
@@ -344,6 +356,75 @@ def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
         epochs=jmds.final_epochs, extra_samples=outcome.samples_seen,
         pretraining_samples=dense.rewind_samples if early else None,
     )[0]
+
+
+def _initial_masks(context: Context, config: RunConfig, model: nn.Module
+                   ) -> tuple[Masks, list[ChannelGroup] | None]:
+    """All-active masks for the run's granularity, and the channel groups in channel mode."""
+    if config.jmds.granularity == "weight":
+        return context.full_masks(model), None
+    groups = run_channel_groups(config, context.meta, model)
+    params = dict(model.named_parameters())
+    names = mask_names(config, context.meta, model)
+    return {n: torch.ones_like(params[n], dtype=torch.bool) for n in names}, groups
+
+
+def _tp_magnitude_masks(context: Context, dense: DenseRun, sparsity: float,
+                        importance: str = "magnitude") -> tuple[Masks, float]:
+    """Torch-Pruning's group magnitude (L2 over every coupled slice; or group Taylor,
+    |θ·∂L/∂θ| on 1024 training rows) on whole channels, in IMP's schedule: R equal-ratio
+    rounds, each retraining from the rewind point, to the same masked fraction as the
+    channel JMDS."""
+    config = context.for_seed(dense.seed)
+    jmds = config.jmds.model_copy(update={"target_model_sparsity": sparsity,
+                                          "prune_data": False, "schedule": "geometric",
+                                          "granularity": "channel", "mode": "target"})
+    config = config.model_copy(update={"jmds": jmds})
+    model = context.build(dense.seed, dense.state)
+    masks, groups = _initial_masks(context, config, model)
+    example = example_input(context.meta.input_shape)
+
+    def magnitude(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
+                  samples: bool) -> RoundScores:
+        if importance == "taylor":
+            rows = torch.randperm(len(context.train["y"]),
+                                  generator=torch.Generator().manual_seed(dense.seed))[:1024]
+            rows = rows[kept[rows]]
+            scores = taylor_group_scores(model, groups, example, context.train["x"][rows],
+                                         context.train["y"][rows])
+        else:
+            scores = magnitude_group_scores(model, groups, example)
+        return RoundScores(weight_scores=spread_group_scores(groups, scores, masks))
+
+    outcome = run_rounds(lambda state: context.build(dense.seed, state), dense.state,
+                         dense.rewind_state, context.train, context.val, config, jmds,
+                         masks, magnitude, task=context.meta.task, device=context.device,
+                         groups=groups)
+    return outcome.masks, outcome.seconds
+
+
+def run_tp_magnitude(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity)
+    return _retrain_and_measure(context, dense, masks, None, seconds, "tp_magnitude",
+                                budget)[0]
+
+
+def run_tp_taylor(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity, "taylor")
+    return _retrain_and_measure(context, dense, masks, None, seconds, "tp_taylor", budget)[0]
+
+
+def run_tp_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    """Structured phased: Torch-Pruning group magnitude to ρ_m, then forgetting scores of
+    the pruned network (counted while it retrains on all data), then retrain on both."""
+    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity)
+    tracker = ForgettingTracker(context.train["id"])
+    first, _ = _retrain_and_measure(context, dense, masks, None, seconds, "tp_magnitude",
+                                    budget, on_batch=tracker.callback())
+    kept = _select(context, tracker.scores().double(), budget.data_sparsity, keep="high",
+                   mode="topk")
+    spent = seconds + first["train_seconds"]
+    return _retrain_and_measure(context, dense, masks, kept, spent, "tp_phased", budget)[0]
 
 
 def _jmds_config(context: Context, budget: Budget, **changes: Any) -> JMDSConfig:
@@ -417,6 +498,18 @@ VARIANTS: dict[str, dict[str, Any]] = {
 }
 
 
+def run_jmds_channel(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
+    """The configured default JMDS on whole channels (``granularity: channel``)."""
+    return _jmds(context, dense, budget, "jmds_channel",
+                 _jmds_config(context, budget, granularity="channel"))
+
+
+def run_jmds_channel_model_only(context: Context, dense: DenseRun, budget: Budget
+                                ) -> dict[str, Any]:
+    return _jmds(context, dense, budget, "jmds_channel_model_only",
+                 _jmds_config(context, budget, granularity="channel", prune_data=False))
+
+
 def run_jmds_diag(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
     return _jmds(context, dense, budget, "jmds_diag", _jmds_config(context, budget, **PAPER),
                  structure="diag")
@@ -445,6 +538,12 @@ METHODS: dict[str, tuple[Method, str]] = {
     "jmds_diag": (run_jmds_diag, "joint"),
     "jmds_default": (run_jmds_default, "joint"),
     "jmds_default_data_only": (run_jmds_default_data_only, "data"),
+    # structured (whole channels): JMDS against Torch-Pruning's group magnitude
+    "tp_magnitude": (run_tp_magnitude, "model"),
+    "tp_taylor": (run_tp_taylor, "model"),
+    "jmds_channel_model_only": (run_jmds_channel_model_only, "model"),
+    "tp_phased": (run_tp_phased, "joint"),
+    "jmds_channel": (run_jmds_channel, "joint"),
     **{name: (_variant(name, **PAPER | changes), "joint") for name, changes in VARIANTS.items()},
     **{f"{name}_data_only": (_variant(f"{name}_data_only", **PAPER | changes,
                                       prune_model=False), "data")

@@ -98,6 +98,8 @@ class EvidenceResult:
     ``weight_scores[name]``: Δ_j, the change of log Z if weight j is removed (higher = cheaper
     to remove; already-masked weights are +inf). ``sample_contribution`` c_i =
     −ℓ_i − ½ tr(P⁻¹H_i) = ∂ log Z / ∂ s_i; ``sample_leverage`` is ½ tr(P⁻¹H_i).
+    ``unit_scores[weight name]`` (when asked for): Δ_k of each output unit of a K-FAC layer,
+    shape (d_out,), +inf for removed units (``units``).
     """
 
     log_evidence: float
@@ -112,3 +114,4 @@ class EvidenceResult:
     sample_loss: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     sample_leverage: torch.Tensor = field(default_factory=lambda: torch.empty(0))
     timings: dict[str, float] = field(default_factory=dict)
+    unit_scores: dict[str, torch.Tensor] | None = None

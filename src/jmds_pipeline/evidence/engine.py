@@ -43,6 +43,7 @@ from .likelihood import per_sample_nll
 from .prior import optimise_prior
 from .scores import block_weight_scores
 from .subsample import select_subsample
+from .units import block_unit_scores
 
 __all__ = ["estimate_evidence", "kron_factors", "to_logits"]
 
@@ -77,6 +78,7 @@ def estimate_evidence(
     device: str | torch.device = "cpu",
     score_samples: bool = True,
     score_weights: bool = True,
+    score_units: bool = False,
 ) -> EvidenceResult:
     """Laplace log evidence of ``model`` at its current weights under masks and sample weights.
 
@@ -126,6 +128,11 @@ def estimate_evidence(
                 scores, parts = block_weight_scores(
                     blocks, cfg.weight_score, alpha, prunable_l, float(s.sum())
                 )
+            units = None
+            if score_units:
+                units = block_unit_scores(
+                    blocks, cfg.weight_score, alpha, prunable_l, float(s.sum())
+                )
     finally:
         model.to(orig_device)
         if relayout:  # hand the caller's model back in the layout it came in
@@ -146,6 +153,7 @@ def estimate_evidence(
         num_active=terms.num_active,
         weight_scores=scores,
         weight_score_parts=parts or None,
+        unit_scores=units,
         sample_contribution=-loss - half_trace,
         sample_loss=loss,
         sample_leverage=half_trace,

@@ -19,6 +19,7 @@ from jmds_pipeline.config import JMDSConfig
 from jmds_pipeline.data.types import Split
 from jmds_pipeline.evidence import EvidenceConfig, EvidenceResult, estimate_evidence
 from jmds_pipeline.evidence.stationarity import Stationarity, log_joint_stationarity
+from jmds_pipeline.sparsity.channels import ChannelGroup, group_scores, spread_group_scores
 from jmds_pipeline.sparsity.masks import apply_masks
 from jmds_pipeline.training.losses import tokens_per_sample
 
@@ -68,6 +69,7 @@ def score_weights(
         model, train["x"], train["y"], sample_weights=weights, masks=masks,
         prunable=list(masks), config=config, device=device,
         score_samples=with_samples, score_weights=jmds.prune_model,
+        score_units=jmds.prune_model and jmds.granularity == "channel",
     )
     stationarity = log_joint_stationarity(
         model, train["x"], train["y"], sample_weights=weights,
@@ -75,6 +77,14 @@ def score_weights(
         batch_size=config.batch_size, device=device,
     )
     return PhaseB(evidence, stationarity)
+
+
+def channel_scores(groups: list[ChannelGroup], evidence: EvidenceResult, masks: Masks
+                   ) -> dict[str, torch.Tensor]:
+    """Channel mode's phase-B scores: each unit's Δ_g (``sparsity.channels``) spread over
+    its producer entries, so they travel as parameter-shaped tensors like Δ_j."""
+    scores = group_scores(groups, evidence.unit_scores or {}, evidence.weight_scores)
+    return spread_group_scores(groups, scores, masks)
 
 
 def score_samples(

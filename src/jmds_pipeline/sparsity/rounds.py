@@ -10,7 +10,7 @@ The Kedro pipeline runs the same steps as separate nodes (one namespace per roun
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -19,6 +19,11 @@ from torch import nn
 
 from jmds_pipeline.config import JMDSConfig, RunConfig
 from jmds_pipeline.data.types import Split
+from jmds_pipeline.sparsity.channels import (
+    ChannelGroup,
+    prune_channels_to_target,
+    read_group_scores,
+)
 from jmds_pipeline.sparsity.jmds_scoring import kept_weights as kept_weights  # re-export
 from jmds_pipeline.sparsity.jmds_scoring import prior_count, running_mean
 from jmds_pipeline.sparsity.sample_selection import select_by_threshold, select_samples
@@ -47,10 +52,19 @@ class Scorer(Protocol):
                  weights: bool, samples: bool) -> RoundScores: ...
 
 
-def next_masks(scores: Masks, masks: Masks, config: JMDSConfig, round_index: int) -> Masks:
-    """Drop the cheapest weights: to the round's target, or while Δ_j + λ1 > 0."""
+def next_masks(scores: Masks, masks: Masks, config: JMDSConfig, round_index: int,
+               groups: Sequence[ChannelGroup] | None = None) -> Masks:
+    """Drop the cheapest weights: to the round's target, or while Δ_j + λ1 > 0. Channel
+    granularity drops whole units (``groups``; ``scores`` as ``spread_group_scores``)."""
     if not config.prune_model:
         return masks
+    if config.granularity == "channel":
+        if groups is None:
+            raise ValueError("jmds.granularity = 'channel' needs the model's channel groups")
+        target = round_targets(config.target_model_sparsity, config.rounds,
+                               config.schedule)[round_index - 1]
+        return prune_channels_to_target(read_group_scores(groups, scores), groups, masks,
+                                        target)
     if config.mode == "target":
         target = round_targets(config.target_model_sparsity, config.rounds,
                                config.schedule)[round_index - 1]
@@ -110,6 +124,7 @@ def run_rounds(
     *,
     task: str,
     device: str = "cpu",
+    groups: Sequence[ChannelGroup] | None = None,
 ) -> RoundsOutcome:
     """R rounds of (A) train → (B) score weights, update m → (C) score samples under the
     new m, update s. Training restarts from the rewind point (or continues from the
@@ -119,6 +134,7 @@ def run_rounds(
     ``build(state)`` returns the model with ``state`` loaded. Round 1 scores the model
     in ``trained_state`` (the dense run); the last round's (m, s) are returned without
     a further training pass, which the caller's final retrain does (with the returned α).
+    ``groups``: the model's channel groups, for ``jmds.granularity: channel``.
     """
     started = time.perf_counter()
     kept = torch.ones_like(train["id"], dtype=torch.bool)
@@ -143,7 +159,7 @@ def run_rounds(
                         samples=jmds.prune_data and not rescore)
         scored_masks = masks
         if scores.weight_scores is not None:
-            masks = next_masks(scores.weight_scores, masks, jmds, round_index)
+            masks = next_masks(scores.weight_scores, masks, jmds, round_index, groups)
         sample_scores = scores.sample_scores
         if rescore:
             sample_scores = scorer(model, masks, kept, weights=False, samples=True).sample_scores

@@ -26,7 +26,10 @@ Per-sample leverage tr(P⁻¹H_i), H_i = Σ_k ω_k ψ_ik ψ_ikᵀ with ψ_ik = �
   matrix and no cross-position terms. Identical to ``exact`` for R = 1 (Linear layers);
   used on a layer only where it is cheaper than ``exact`` (else ``exact`` is used there).
 
-Masked layers (active set S): log det P_S is bounded above both by the Schur-complement form
+Masked layers whose active set is rectangular (whole rows R × columns C: channel masks) keep
+the Kronecker form, P_S = A_CC ⊗ G_RR + αI, and their log det is exact from the eigenvalues
+of the two sub-factors (``evidence.units``). Other masked layers (active set S): log det P_S
+is bounded above both by the Schur-complement form
 log det P + Σ_{j∉S} log [P⁻¹]_jj (Hadamard's inequality applied to (P⁻¹)_{S̄S̄} = (P/P_SS)⁻¹; exact
 when one weight is removed) and by the direct form Σ_{j∈S} log P_jj (Hadamard on P_S; exact
 when S is empty, so a fully pruned layer contributes 0); we take the smaller (tighter) bound.
@@ -97,11 +100,14 @@ class KronBlock:
         return (self.U * self.U) @ w @ (self.V * self.V).t()
 
     def logdet(self, alpha: Tensor) -> Tensor:
-        """log det P_S (masked approximation above), float64 0-d CPU tensor."""
+        """log det P_S (exact for rectangular masks, else the bound above), float64 0-d CPU."""
         a = self.prior_of(alpha)
         full = torch.log(self._eig_outer() + a).sum()
         if self.mask is None or bool(self.mask.all()):
             return full.cpu()
+        sub = self._rectangle_eigvals()
+        if sub is not None:
+            return kron_logdet(sub[0], sub[1], a).cpu()
         direct = torch.log(self.diag_h()[self.mask] + a).sum()
         schur = full + torch.log(self._diag_inv(a)[~self.mask]).sum()
         return torch.minimum(direct, schur).cpu()
@@ -126,6 +132,19 @@ class KronBlock:
 
     def _eig_outer(self) -> Tensor:
         return torch.outer(self.lam_g, self.lam_a)
+
+    def _rectangle_eigvals(self) -> tuple[Tensor, Tensor] | None:
+        """Eigenvalues of A_CC and G_RR when the mask is rows R × columns C, else None;
+        cached (the α optimisation calls ``logdet`` many times)."""
+        if not hasattr(self, "_rect_cache"):
+            rect = rectangle(self.mask)
+            self._rect_cache = None
+            if rect is not None:
+                rows, cols = rect
+                lam_a = _eigh(self.A[cols][:, cols])[0]
+                lam_g = _eigh(self.G[rows][:, rows])[0]
+                self._rect_cache = (lam_a, lam_g)
+        return self._rect_cache
 
     # ---- sample pass ----
     def leverage_cost(self, r: int, k: int, mode: str) -> tuple[str, int]:
@@ -166,6 +185,23 @@ class KronBlock:
                 psi = psi * self.mask.to(device=a.device, dtype=dt)
             pt = U.t() @ psi @ V
         return torch.einsum("kb,kbqp->b", wk.to(dt), pt * pt * w)
+
+
+def rectangle(mask: Tensor | None) -> tuple[Tensor, Tensor] | None:
+    """(rows, cols) bool vectors if ``mask`` is exactly their outer product, else None."""
+    if mask is None:
+        return None
+    rows, cols = mask.any(1), mask.any(0)
+    if not bool(torch.equal(mask, rows[:, None] & cols[None, :])):
+        return None
+    return rows, cols
+
+
+def kron_logdet(lam_a: Tensor, lam_g: Tensor, alpha: Tensor) -> Tensor:
+    """log det(A ⊗ G + αI) from the factors' eigenvalues (0 for an empty factor)."""
+    if lam_a.numel() == 0 or lam_g.numel() == 0:
+        return alpha.new_zeros(()) * alpha
+    return torch.log(torch.outer(lam_g, lam_a) + alpha).sum()
 
 
 def _eigh(mat: Tensor) -> tuple[Tensor, Tensor]:

@@ -18,10 +18,17 @@ import torch
 
 from jmds_pipeline.config import RunConfig
 from jmds_pipeline.data.types import DatasetMeta, Split
-from jmds_pipeline.models import prunable_parameter_names
 from jmds_pipeline.pipelines.pretraining.nodes import history_frame
-from jmds_pipeline.runtime import evidence_config, model_from_state, run_config_of
+from jmds_pipeline.runtime import (
+    evidence_config,
+    mask_names,
+    model_from_state,
+    run_channel_groups,
+    run_config_of,
+    seeded_model,
+)
 from jmds_pipeline.sparsity.jmds_scoring import (
+    channel_scores,
     prior_count,
     running_mean,
     scalar_alpha,
@@ -43,13 +50,12 @@ def initial_sparsity(
     dataset_meta: dict[str, Any],
     parameters: dict[str, Any],
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
-    """All prunable weights active and all training samples kept."""
+    """All prunable weights (in channel mode also their units' biases) active and all
+    training samples kept."""
     config = run_config_of(parameters)
-    model = model_from_state(config, DatasetMeta.from_dict(dataset_meta), dense_state)
-    names = prunable_parameter_names(
-        model, include_output_layer=config.jmds.include_output_layer,
-        include_embeddings=config.jmds.include_embeddings,
-    )
+    meta = DatasetMeta.from_dict(dataset_meta)
+    model = model_from_state(config, meta, dense_state)
+    names = mask_names(config, meta, model)
     params = dict(model.named_parameters())
     masks = {name: torch.ones_like(params[name], dtype=torch.bool) for name in names}
     kept = {KEPT: torch.ones_like(train["id"], dtype=torch.bool), "id": train["id"].clone()}
@@ -162,6 +168,9 @@ def score_round(
     phase_b = score_weights(model, masks, kept[KEPT], train, config.jmds,
                             evidence_config(config, meta), config.resolved_device())
     result = phase_b.evidence
+    weight_scores = dict(result.weight_scores)
+    if config.jmds.granularity == "channel" and config.jmds.prune_model:
+        weight_scores = channel_scores(run_channel_groups(config, meta, model), result, masks)
     alpha = result.prior_precision
     evidence = {
         "log_evidence": result.log_evidence,
@@ -176,7 +185,7 @@ def score_round(
         "seconds": time.perf_counter() - started,
         "timings": dict(result.timings),
     }
-    return dict(result.weight_scores), evidence
+    return weight_scores, evidence
 
 
 def score_round_samples(
@@ -214,11 +223,22 @@ def update_mask(
     weight_scores: dict[str, torch.Tensor],
     masks: dict[str, torch.Tensor],
     parameters: dict[str, Any],
+    dataset_meta: dict[str, Any] | None = None,
+    *,
     round_index: int,
 ) -> tuple[dict[str, torch.Tensor], pd.DataFrame]:
-    """Phase C: drop the weights whose removal costs the least evidence."""
-    config = run_config_of(parameters).jmds
-    new_masks = next_masks(weight_scores, masks, config, round_index)
+    """Phase B's update: drop the weights (channel mode: the whole units) whose removal
+    costs the least evidence."""
+    run = run_config_of(parameters)
+    config = run.jmds
+    groups = None
+    if config.granularity == "channel":
+        if dataset_meta is None:
+            raise ValueError("jmds.granularity = 'channel' needs the dataset's metadata")
+        meta = DatasetMeta.from_dict(dataset_meta)
+        with torch.random.fork_rng(devices=[]):  # the architecture only: leave the RNG be
+            groups = run_channel_groups(run, meta, seeded_model(run, meta))
+    new_masks = next_masks(weight_scores, masks, config, round_index, groups=groups)
     return new_masks, layer_summary(new_masks)
 
 

@@ -10,6 +10,7 @@ from functools import partial, update_wrapper
 
 from kedro.pipeline import Pipeline, node, pipeline
 
+from jmds_pipeline.pipelines.jmds.export import export_model
 from jmds_pipeline.pipelines.jmds.nodes import (
     final_retrain,
     initial_sparsity,
@@ -61,7 +62,7 @@ def round_template(round_index: int) -> Pipeline:
         ),
         node(
             _for_round(update_mask, round_index),
-            ["weight_scores", "masks_in", "parameters"],
+            ["weight_scores", "masks_in", "parameters", "dataset_meta"],
             ["masks", "mask_summary"],
             name="update_mask",
         ),
@@ -142,6 +143,13 @@ def create_pipeline(rounds: int) -> Pipeline:
             ),
             node(track_rounds, ["jmds.round_trace", "parameters"], None,
                  name="jmds.track_rounds"),
+            node(
+                export_model,
+                ["jmds.final_state", f"round_{rounds}.masks", "train_split", "dataset_meta",
+                 "parameters"],
+                ["jmds.export_program", "jmds.export_sparse", "jmds.export_summary"],
+                name="jmds.export",
+            ),
         ]
     )
     return start + unrolled + finish
