@@ -14,6 +14,15 @@ on a shared machine disturb far less than wall time. Also: the error of the
 peak extra resident memory of the evidence pass against one training epoch, each measured
 in a fresh process so that neither inherits the other's freed heap.
 
+Masked layers (``masked``, the 1-D CNN only): random masks keeping 50 % and 20 % of every
+layer's weights (biases kept), MC Fisher (JMDS's default), ``estimate_evidence`` with the
+sample terms and no weight scores (JMDS's phase C) for each ``masked_leverage`` route
+(``dense``: the former exact route; ``sparse``: the exact default; ``diag``: the opt-in
+approximation), interleaved with training epochs as above; the "samples" stage and the
+whole call in training epochs, the speed-ups over ``dense``, the largest relative
+difference of ``sparse`` from ``dense`` (float32 rounding) and the error of ``diag``
+against the exact leverage and contributions.
+
 Not measured here (left for the JMDS-schedule issue): wall time and FLOPs per phase of a
 whole JMDS / IMP / phased run, and Kedro's overhead against a plain loop.
 """
@@ -53,6 +62,10 @@ VARIANTS = {
     "exact_exact_leverage": EvidenceConfig(fisher="exact"),
     "exact_kron_leverage": EvidenceConfig(fisher="exact", leverage="kron"),
 }
+
+
+MASK_KEEPS = {"pruned_50pct": 0.5, "pruned_80pct": 0.2}
+MASKED_ROUTES = ("dense", "sparse", "diag")
 
 
 def _trained(build):
@@ -173,6 +186,95 @@ def measure_case(name: str) -> dict:
     return out
 
 
+def random_masks(model: torch.nn.Module, keep: float, seed: int = 0) -> dict[str, torch.Tensor]:
+    """Every weight tensor kept with probability ``keep`` (biases unmasked)."""
+    gen = torch.Generator().manual_seed(seed)
+    return {
+        n: torch.rand(p.shape, generator=gen) < keep
+        for n, p in model.named_parameters()
+        if n.endswith("weight")
+    }
+
+
+def leverage_error(exact: torch.Tensor, approx: torch.Tensor) -> dict[str, float]:
+    """Relative L2 error, Spearman correlation and mean ratio of an approximate leverage."""
+    return {
+        "relative_l2_error": float((approx - exact).norm() / exact.norm()),
+        "spearman": float(torch.corrcoef(torch.stack([_rank(exact), _rank(approx)]))[0, 1]),
+        "sum_ratio": float(approx.sum() / exact.sum()),
+    }
+
+
+def measure_masked(name: str) -> dict:
+    """Phase C (sample terms, no weight scores) under random masks, per masked route."""
+    build, _ = CASES[name]
+    model, x, y = _trained(build)
+    masks = {label: random_masks(model, keep) for label, keep in MASK_KEEPS.items()}
+    keys = ["epoch"] + [f"{label}_{route}" for label in masks for route in MASKED_ROUTES]
+    rounds = {c: {k: [] for k in keys} for c in ("wall", "cpu", "samples_stage_wall")}
+    results = {}
+    for rep in range(REPEATS):
+        with _Clock() as clock:
+            train_epochs(model, x, y, 1, seed=rep)
+        rounds["wall"]["epoch"].append(clock.wall)
+        rounds["cpu"]["epoch"].append(clock.cpu)
+        for label, mask in masks.items():
+            for route in MASKED_ROUTES:
+                key = f"{label}_{route}"
+                cfg = EvidenceConfig(fisher="mc", masked_leverage=route)
+                clock, results[key] = _timed_evidence(
+                    model, x, y, cfg, masks=mask, score_weights=False
+                )
+                rounds["wall"][key].append(clock.wall)
+                rounds["cpu"][key].append(clock.cpu)
+                rounds["samples_stage_wall"][key].append(results[key].timings["samples"])
+        print(
+            f"  masked round {rep} (cpu s): "
+            + ", ".join(f"{k} {v[-1]:.2f}" for k, v in rounds["cpu"].items()),
+            flush=True,
+        )
+    med = {c: {k: statistics.median(v) for k, v in r.items() if v} for c, r in rounds.items()}
+    epoch = {
+        "wall": med["wall"]["epoch"],
+        "cpu": med["cpu"]["epoch"],
+        "samples_stage_wall": med["wall"]["epoch"],
+    }
+    out = {
+        "fisher": "mc",
+        "masks": {
+            label: f"random, keep {keep} of every weight tensor"
+            for label, keep in MASK_KEEPS.items()
+        },
+        "median_seconds": med,
+        "all_seconds": rounds,
+        "in_epochs": {
+            c: {k: v / epoch[c] for k, v in m.items() if k != "epoch"} for c, m in med.items()
+        },
+        "speedup_over_dense": {
+            c: {
+                f"{label}_{route}": m[f"{label}_dense"] / m[f"{label}_{route}"]
+                for label in masks
+                for route in MASKED_ROUTES
+                if route != "dense"
+            }
+            for c, m in med.items()
+        },
+        "sparse_vs_dense_max_relative_difference": {},
+        "diag_vs_exact": {},
+    }
+    for label in masks:
+        dense = results[f"{label}_dense"]
+        sparse = results[f"{label}_sparse"]
+        diag = results[f"{label}_diag"]
+        rel = (sparse.sample_leverage - dense.sample_leverage).abs() / dense.sample_leverage
+        out["sparse_vs_dense_max_relative_difference"][label] = float(rel.max())
+        out["diag_vs_exact"][label] = {
+            "leverage": leverage_error(sparse.sample_leverage, diag.sample_leverage),
+            "contribution": kron_error(sparse.sample_contribution, diag.sample_contribution),
+        }
+    return out
+
+
 def _memory_child(name: str, what: str, queue) -> None:
     torch.set_num_threads(THREADS)
     build, _ = CASES[name]
@@ -222,6 +324,9 @@ def main() -> None:
         print(f"== {name}", flush=True)
         results[name] = measure_case(name)
         print(json.dumps(results[name]["evidence_in_epochs"], indent=1), flush=True)
+    print("== cnn1d_mnist1d, masked layers", flush=True)
+    results["cnn1d_mnist1d"]["masked"] = measure_masked("cnn1d_mnist1d")
+    print(json.dumps(results["cnn1d_mnist1d"]["masked"]["in_epochs"], indent=1), flush=True)
     results["meta"]["load_average_at_end"] = list(psutil.getloadavg())
     results["meta"]["total_seconds"] = time.perf_counter() - t0
     OUT.parent.mkdir(parents=True, exist_ok=True)
