@@ -44,8 +44,8 @@ Their leverage is ψ_Sᵀ (P⁻¹)_SS ψ_S = Σ_qp W_qp (Uᵀ (ψ⊙M) V)_qp², 
   on the others): R·d_in·d_out + d_in·d_out. Why (1 − ρ): for a mask independent of ψ,
   E_S[ψ_Sᵀ (P⁻¹)_SS ψ_S] = ρ² ψᵀP⁻¹ψ + ρ(1 − ρ) Σ_j (P⁻¹)_jj ψ_j² and
   E_S[Σ_{j∈S} (P⁻¹)_jj ψ_j²] = ρ Σ_j (P⁻¹)_jj ψ_j²; gradients lie where the curvature is
-  high, so ψᵀP⁻¹ψ is a small part of Σ_j (P⁻¹)_jj ψ_j² (0.05–0.25 of it on the MNIST-1D
-  CNN) and the ρ² term, which would cost the unmasked leverage, is dropped. That fails as
+  high, so ψᵀP⁻¹ψ is a small part of Σ_j (P⁻¹)_jj ψ_j² (0.05–0.15 of it on the MNIST-1D
+  CNN's layers) and the ρ² term, which would cost the unmasked leverage, is dropped. That fails as
   ρ → 1 (hence the cap). The raw diagonal sum overestimates the exact value ~1/(1 − ρ)-fold.
   Measured against the exact route (benchmarks/cost.py, ``masked``; tests/evidence), not
   bounded.
@@ -86,7 +86,7 @@ class KronBlock:
     V: Tensor | None = None
     U: Tensor | None = None
     # (rows' active column indices (d_out, s), Vᵀ's gathered rows (d_out, s, d_in)), per dtype
-    _gathered: dict = field(default_factory=dict, repr=False)
+    _gathered: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # An all-ones mask (every prunable layer carries one from the start) is no mask:
