@@ -15,11 +15,11 @@ peak extra resident memory of the evidence pass against one training epoch, each
 in a fresh process so that neither inherits the other's freed heap.
 
 Masked layers (``masked``): the 1-D CNN above and the pipeline's ``cnn1d`` (the default
-``kedro run``'s model, output layer unmasked as in JMDS's default scope) with random masks
-keeping 50 % and 20 % of each masked layer's weights (biases kept), MC Fisher (JMDS's
-default), ``estimate_evidence`` with the sample terms and no weight scores (JMDS's phase
-C) for each ``masked_leverage`` route
-(``dense``: the former exact route; ``sparse``: the exact default; ``diag``: the opt-in
+``kedro run``'s model, output layer unmasked as in JMDS's default scope, one thread and
+3600 rows as that run) with random masks keeping 50 % and 20 % of each masked layer's
+weights (biases kept), MC Fisher (JMDS's default), ``estimate_evidence`` with the sample
+terms and no weight scores (JMDS's phase C) for each ``masked_leverage`` route (``dense``:
+the former exact route; ``sparse``: the exact default; ``diag``: the opt-in
 approximation), interleaved with training epochs as above; the "samples" stage and the
 whole call in training epochs, the speed-ups over ``dense``, the largest relative
 difference of ``sparse`` from ``dense`` (float32 rounding) and the error of ``diag``
@@ -200,11 +200,12 @@ def pipeline_cnn1d():
     return build_cnn1d(meta, CNN1DOptions()), x[:, None], y, epochs
 
 
-# name -> (model builder, weight tensors left unmasked)
+# name -> (model builder, weight tensors left unmasked, torch threads, rows)
 MASKED_CASES = {
-    "cnn1d_mnist1d": (mnist1d_cnn, ()),
-    # JMDS's default scope: the output layer is not pruned (include_output_layer: false)
-    "pipeline_cnn1d_mnist1d": (pipeline_cnn1d, ("net.out.weight",)),
+    "cnn1d_mnist1d": (mnist1d_cnn, (), THREADS, None),
+    # as the default `kedro run` scores: JMDS's scope leaves the output layer unpruned
+    # (include_output_layer: false), one thread (torch_threads: 1), 3600 training rows
+    "pipeline_cnn1d_mnist1d": (pipeline_cnn1d, ("net.out.weight",), 1, 3600),
 }
 
 
@@ -231,8 +232,10 @@ def leverage_error(exact: torch.Tensor, approx: torch.Tensor) -> dict[str, float
 
 def measure_masked(name: str) -> dict:
     """Phase C (sample terms, no weight scores) under random masks, per masked route."""
-    build, skip = MASKED_CASES[name]
+    build, skip, threads, rows = MASKED_CASES[name]
+    torch.set_num_threads(threads)
     model, x, y = _trained(build)
+    x, y = x[:rows], y[:rows]
     masks = {label: random_masks(model, keep, skip) for label, keep in MASK_KEEPS.items()}
     keys = ["epoch"] + [f"{label}_{route}" for label in masks for route in MASKED_ROUTES]
     rounds = {c: {k: [] for k in keys} for c in ("wall", "cpu", "samples_stage_wall")}
@@ -267,6 +270,7 @@ def measure_masked(name: str) -> dict:
         "fisher": "mc",
         "n_samples": len(x),
         "num_params": sum(p.numel() for p in model.parameters()),
+        "threads": threads,
         "masks": {
             label: f"random, keep {keep} of every weight tensor but {list(skip)}"
             for label, keep in MASK_KEEPS.items()
@@ -288,6 +292,7 @@ def measure_masked(name: str) -> dict:
         "sparse_vs_dense_max_relative_difference": {},
         "diag_vs_exact": {},
     }
+    torch.set_num_threads(THREADS)
     for label in masks:
         dense = results[f"{label}_dense"]
         sparse = results[f"{label}_sparse"]
