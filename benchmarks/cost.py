@@ -20,7 +20,8 @@ Masked layers (``masked``): the 1-D CNN above and the pipeline's ``cnn1d`` (the 
 weights (biases kept), MC Fisher (JMDS's default), ``estimate_evidence`` with the sample
 terms and no weight scores (JMDS's phase C) for each ``masked_leverage`` route (``dense``:
 the former exact route; ``sparse``: the exact default; ``diag``: the opt-in
-approximation), interleaved with training epochs as above; the "samples" stage and the
+approximation), interleaved with training epochs as above; the leverage's multiply-adds per
+sample of each route (the engine's cost model on the real masks); the "samples" stage and the
 whole call in training epochs, the speed-ups over ``dense``, the largest relative
 difference of ``sparse`` from ``dense`` (float32 rounding) and the error of ``diag``
 against the exact leverage and contributions.
@@ -53,6 +54,10 @@ from evidence import (
 )
 
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
+from jmds_pipeline.evidence.checks import canonical_names
+from jmds_pipeline.evidence.curvature.capture import build_handlers, capturing
+from jmds_pipeline.evidence.curvature.kfac import KronBlock
+from jmds_pipeline.evidence.curvature.layerwise import _mask_matrix
 
 OUT = Path(__file__).parent / "results" / "cost.json"
 THREADS = 2
@@ -230,6 +235,36 @@ def leverage_error(exact: torch.Tensor, approx: torch.Tensor) -> dict[str, float
     }
 
 
+def leverage_multiply_adds(
+    model: torch.nn.Module, x: torch.Tensor, masks: dict[str, torch.Tensor]
+) -> dict[str, int]:
+    """Multiply-adds per sample (MC Fisher: one backward vector) of the K-FAC leverage of
+    each masked route, from the engine's own cost model (``KronBlock.leverage_cost``)."""
+    names = canonical_names(model)
+    handlers = build_handlers(model, names, True, EvidenceConfig().kfac_max_dim)
+    with torch.no_grad(), capturing(handlers, [1]):
+        model(x[:1])
+        positions = {
+            id(h): [h.kron_inputs(inp).shape[1] for inp, _ in h.calls] for h in handlers if h.kron
+        }
+    out = {}
+    for route in MASKED_ROUTES:
+        total = 0
+        for h in handlers:
+            if not h.kron:
+                continue
+            block = KronBlock(
+                h,
+                A=torch.zeros(h.d_in, h.d_in),
+                G=torch.zeros(h.d_out, h.d_out),
+                theta=torch.zeros(h.d_out, h.d_in),
+                mask=_mask_matrix(h, masks, torch.device("cpu")),
+            )
+            total += sum(block.leverage_cost(r, 1, "exact", route)[1] for r in positions[id(h)])
+        out[route] = total
+    return out
+
+
 def measure_masked(name: str) -> dict:
     """Phase C (sample terms, no weight scores) under random masks, per masked route."""
     build, skip, threads, rows = MASKED_CASES[name]
@@ -288,6 +323,9 @@ def measure_masked(name: str) -> dict:
                 if route != "dense"
             }
             for c, m in med.items()
+        },
+        "leverage_multiply_adds_per_sample": {
+            label: leverage_multiply_adds(model, x, mask) for label, mask in masks.items()
         },
         "sparse_vs_dense_max_relative_difference": {},
         "diag_vs_exact": {},
