@@ -17,15 +17,15 @@ in a fresh process so that neither inherits the other's freed heap.
 
 Masked layers (``masked``, one thread): the 1-D CNN above and the pipeline's ``cnn1d`` (the
 default ``kedro run``'s model, output layer unmasked as in JMDS's default scope, 3600 rows
-as that run) with random masks keeping 50 % and 20 % of each masked layer's
-weights (biases kept), MC Fisher (JMDS's default), ``estimate_evidence`` with the sample
-terms and no weight scores (JMDS's phase C) for each ``masked_leverage`` route (``dense``:
-the former exact route; ``sparse``: the exact default; ``diag``: the opt-in
-approximation), interleaved with training epochs as above; the leverage's multiply-adds per
-sample of each route (the engine's cost model on the real masks); the "samples" stage and the
-whole call in training epochs, the speed-ups over ``dense``, the largest relative
-difference of ``sparse`` from ``dense`` (float32 rounding) and the error of ``diag``
-against the exact leverage and contributions.
+as that run) with random masks keeping 50 % and 20 % of each masked layer's weights
+(biases kept), MC Fisher (JMDS's default), ``estimate_evidence`` with the sample terms and
+no weight scores (JMDS's phase C) for each ``masked_leverage`` route (``dense``: the former
+exact route; ``sparse``: the exact default; ``diag``: the opt-in approximation),
+interleaved with training epochs as above (``MASKED_REPEATS`` rounds); the leverage's
+multiply-adds per sample of each route (the engine's cost model on the real masks); the
+"samples" stage and the whole call in training epochs, the speed-ups over ``dense``, the
+largest relative difference of ``sparse`` from ``dense`` (float32 rounding) and the error
+of ``diag`` against the exact leverage and contributions.
 
 Not measured here (left for the JMDS-schedule issue): wall time and FLOPs per phase of a
 whole JMDS / IMP / phased run, and Kedro's overhead against a plain loop.
@@ -73,6 +73,7 @@ VARIANTS = {
 
 
 MASK_KEEPS = {"pruned_50pct": 0.5, "pruned_80pct": 0.2}
+MASKED_REPEATS = 7  # short calls: more rounds for the medians on the loaded machine
 MASKED_ROUTES = ("dense", "sparse", "diag")
 
 
@@ -278,7 +279,7 @@ def measure_masked(name: str) -> dict:
     keys = ["epoch"] + [f"{label}_{route}" for label in masks for route in MASKED_ROUTES]
     rounds = {c: {k: [] for k in keys} for c in ("wall", "cpu", "samples_stage_wall")}
     results = {}
-    for rep in range(REPEATS):
+    for rep in range(MASKED_REPEATS):
         with _Clock() as clock:
             train_epochs(model, x, y, 1, seed=rep)
         rounds["wall"]["epoch"].append(clock.wall)
@@ -309,6 +310,7 @@ def measure_masked(name: str) -> dict:
         "n_samples": len(x),
         "num_params": sum(p.numel() for p in model.parameters()),
         "threads": threads,
+        "repeats": MASKED_REPEATS,
         "masks": {
             label: f"random, keep {keep} of every weight tensor but {list(skip)}"
             for label, keep in MASK_KEEPS.items()
