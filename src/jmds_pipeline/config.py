@@ -98,6 +98,10 @@ class EvidenceSettings(_Section):
     # per-sample tr(P⁻¹H_i) of K-FAC layers: exact, or kron (the per-sample Kronecker
     # analogue: the same for Linear layers, cheaper for convolutions; evidence/curvature/kfac)
     leverage: Literal["exact", "kron"] | None = Field(None, validate_default=True)
+    # tr(P⁻¹H_i) of partly pruned K-FAC layers: sparse (exact, default), dense (exact, the
+    # former route) or diag (opt-in approximation, (1 − ρ) Σ_{j∈S} (P⁻¹)_jj ψ_j² on layers
+    # with at most 60 % of their weights active; errors in benchmarks/results/cost.json)
+    masked_leverage: Literal["sparse", "dense", "diag"] = "sparse"
     batch_size: int = Field(256, ge=1)
     # bf16 autocast of the evidence's forward passes (factors stay float64; kfac/diag only)
     mixed_precision: bool = False

@@ -38,6 +38,11 @@ class EvidenceConfig:
             approximation A_i ⊗ G_i, no cross-position terms; cheaper for layers with
             weight sharing and the exact Fisher, identical for Linear layers; see
             ``curvature.kfac``).
+        masked_leverage: tr(P⁻¹H_i) of K-FAC layers with a mask: ``sparse`` (exact, each
+            row's active entries only), ``dense`` (exact, the whole masked ψ rotated: the
+            former route, same numbers, more work) or ``diag`` (opt-in approximation
+            Σ_{j∈S} (P⁻¹)_jj ψ_j², off-diagonal terms of (P⁻¹)_SS dropped; see
+            ``curvature.kfac``).
     """
 
     structure: Structure = "kfac"
@@ -58,6 +63,7 @@ class EvidenceConfig:
     prior_steps: int = 50
     chunk_elements: int = 1 << 23
     leverage: Literal["exact", "kron"] = "exact"
+    masked_leverage: Literal["sparse", "dense", "diag"] = "sparse"
     mixed_precision: bool = False
     channels_last: bool = False
 
@@ -80,6 +86,10 @@ class EvidenceConfig:
             raise ValueError("batch_size, mc_samples and chunk_elements must be >= 1")
         if self.leverage not in ("exact", "kron"):
             raise ValueError(f"leverage must be exact or kron, got {self.leverage!r}")
+        if self.masked_leverage not in ("sparse", "dense", "diag"):
+            raise ValueError(
+                f"masked_leverage must be sparse, dense or diag, got {self.masked_leverage!r}"
+            )
         if self.mixed_precision and self.structure == "full":
             raise ValueError(
                 "mixed_precision = True with structure = 'full': the full GGN is built in "

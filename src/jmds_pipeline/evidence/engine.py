@@ -86,9 +86,9 @@ def estimate_evidence(
     peak memory, ``leverage`` modes), ``scores`` for Δ_j and ``subsample`` for the NTK
     subsample. Sample terms: c_i = −ℓ_i − ½ tr(P⁻¹H_i) = ∂ log Z/∂s_i, for every sample
     (weight 0 too). For masked K-FAC layers tr(P⁻¹H_i) uses (P⁻¹)_SS for (P_S)⁻¹ (an upper
-    bound); diag and full are exact. With ``score_samples=False`` only ℓ_i of samples with
-    s_i > 0 are computed; the other sample tensors are NaN. The prior α is a function of the
-    data and the mask only.
+    bound; ``masked_leverage="diag"`` approximates even that); diag and full are exact.
+    With ``score_samples=False`` only ℓ_i of samples with s_i > 0 are computed; the other
+    sample tensors are NaN. The prior α is a function of the data and the mask only.
     """
     t_start = time.perf_counter()
     cfg = config

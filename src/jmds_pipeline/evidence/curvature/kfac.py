@@ -33,7 +33,25 @@ is bounded above both by the Schur-complement form
 log det P + Σ_{j∉S} log [P⁻¹]_jj (Hadamard's inequality applied to (P⁻¹)_{S̄S̄} = (P/P_SS)⁻¹; exact
 when one weight is removed) and by the direct form Σ_{j∈S} log P_jj (Hadamard on P_S; exact
 when S is empty, so a fully pruned layer contributes 0); we take the smaller (tighter) bound.
-Their leverage uses the masked ψ (exact form only).
+Their leverage is ψ_Sᵀ (P⁻¹)_SS ψ_S = Σ_qp W_qp (Uᵀ (ψ⊙M) V)_qp², ψ⊙M the masked ψ
+(``masked_leverage`` selects how):
+
+- ``sparse`` (default, exact): row o of (ψ⊙M) V is ψ_o,S_o V_S_o,: — only the row's active
+  inputs S_o are multiplied, as one batched GEMM over rows against the gathered rows of V
+  (padded to the longest row, s = max_o |S_o|); then Uᵀ from the left and W. Per sample and
+  backward vector: R·d_in·d_out (ψ) + d_out·s·d_in + d_out²·d_in, against
+  R·d_in·d_out + d_out·d_in·(d_in + d_out) for ``dense``; equal to it for s = d_in;
+- ``dense`` (exact, the former route): the whole masked ψ rotated, Uᵀ (ψ⊙M) V;
+- ``diag`` (approximation, opt-in): (1 − ρ) Σ_{j∈S} (P⁻¹)_jj ψ_j² on layers whose active
+  fraction ρ = |S| / (d_out·d_in) is at most ``DIAG_MAX_ACTIVE`` (the exact ``sparse`` route
+  on the others): R·d_in·d_out + d_in·d_out. Why (1 − ρ): for a mask independent of ψ,
+  E_S[ψ_Sᵀ (P⁻¹)_SS ψ_S] = ρ² ψᵀP⁻¹ψ + ρ(1 − ρ) Σ_j (P⁻¹)_jj ψ_j² and
+  E_S[Σ_{j∈S} (P⁻¹)_jj ψ_j²] = ρ Σ_j (P⁻¹)_jj ψ_j²; gradients lie where the curvature is
+  high, so ψᵀP⁻¹ψ is a small part of Σ_j (P⁻¹)_jj ψ_j² (0.05–0.15 of it on the MNIST-1D
+  CNN's layers) and the ρ² term, which would cost the unmasked leverage, is dropped. That fails as
+  ρ → 1 (hence the cap). The raw diagonal sum overestimates the exact value ~1/(1 − ρ)-fold.
+  Measured against the exact route (benchmarks/cost.py, ``masked``; tests/evidence), not
+  bounded.
 
 Peak memory per layer: A, G, V, U in float64 = 16 (d_in² + d_out²) bytes, plus W and
 diag(P⁻¹) (16 d_out d_in) when scoring, plus per-sample chunks c · K · d_out · d_in (c from
@@ -42,12 +60,18 @@ diag(P⁻¹) (16 d_out d_in) when scoring, plus per-sample chunks c · K · d_ou
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 
 from .capture import Handler
+
+# largest active fraction of a layer on which ``masked_leverage="diag"`` approximates (above
+# it the dropped ρ² ψᵀP⁻¹ψ term matters: per-layer relative errors 0.1–0.3 at ρ = 0.75 and
+# 0.3–0.6 at ρ = 0.9 on the MNIST-1D CNN of benchmarks/, against 0.02–0.2 for ρ ≤ 0.6 on its
+# 161- and 321-input layers, random and magnitude masks; its 6-input first conv: up to 0.55)
+DIAG_MAX_ACTIVE = 0.6
 
 
 @dataclass
@@ -64,6 +88,8 @@ class KronBlock:
     lam_g: Tensor | None = None
     V: Tensor | None = None
     U: Tensor | None = None
+    # (rows' active column indices (d_out, s), Vᵀ's gathered rows (d_out, s, d_in)), per dtype
+    _gathered: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # An all-ones mask (every prunable layer carries one from the start) is no mask:
@@ -147,11 +173,20 @@ class KronBlock:
         return self._rect_cache
 
     # ---- sample pass ----
-    def leverage_cost(self, r: int, k: int, mode: str) -> tuple[str, int]:
-        """(method, multiply-adds per sample) of the leverage of one call; see the module doc."""
+    def leverage_cost(self, r: int, k: int, mode: str, masked: str = "sparse") -> tuple[str, int]:
+        """(method, multiply-adds per sample) of the leverage of one call; see the module doc.
+
+        ``mode``: the ``leverage`` setting; ``masked``: the ``masked_leverage`` setting (used
+        only when the layer has a mask).
+        """
         d_in, d_out = self.A.shape[0], self.G.shape[0]
         if self.mask is not None:
-            return "masked", k * (r * d_in * d_out + d_out * d_in * (d_in + d_out))
+            psi = r * d_in * d_out
+            if masked == "diag" and self._active_fraction() <= DIAG_MAX_ACTIVE:
+                return "masked_diag", k * (psi + d_in * d_out)
+            if masked == "dense":
+                return "masked_dense", k * (psi + d_out * d_in * (d_in + d_out))
+            return "masked", k * (psi + d_out * self._row_width() * d_in + d_out * d_out * d_in)
         rotate = r * d_in * d_in + k * r * d_out * d_out
         options = {
             "rotate": rotate + k * r * d_in * d_out,
@@ -179,12 +214,63 @@ class KronBlock:
             return ((gt2 @ w) * at2).sum(-1)
         if method == "rotate":
             pt = torch.einsum("kbrq,brp->kbqp", g @ U, a @ V)
-        else:
-            psi = torch.einsum("kbro,bri->kboi", g, a)
-            if method == "masked":
-                psi = psi * self.mask.to(device=a.device, dtype=dt)
-            pt = U.t() @ psi @ V
+            return torch.einsum("kb,kbqp->b", wk.to(dt), pt * pt * w)
+        psi = torch.einsum("kbro,bri->kboi", g, a)
+        if method == "masked":
+            return self._sparse_masked(psi, wk.to(dt), w, U)
+        if method == "masked_diag":
+            d = (1.0 - self._active_fraction()) * self._diag_inv(self.prior_of(alpha)) * self.mask
+            # in place: an einsum here permuted ψ² into a copy, the slowest step of the route
+            per = psi.square_().mul_(d.to(dt)).sum((2, 3))
+            return (wk.to(dt) * per).sum(0)
+        if method == "masked_dense":
+            psi = psi * self.mask.to(dt)
+        pt = U.t() @ psi @ V
         return torch.einsum("kb,kbqp->b", wk.to(dt), pt * pt * w)
+
+    def _active_fraction(self) -> float:
+        """ρ = |S| / (d_out·d_in); 0 on ``meta`` (no values: the requested route's cost)."""
+        if self.mask.device.type == "meta":
+            return 0.0
+        return float(self.mask.double().mean())
+
+    def _row_width(self) -> int:
+        """s = max_o |S_o|, the padded width of the rows' active sets (d_in on ``meta``)."""
+        if self.mask.device.type == "meta":
+            return self.A.shape[0]
+        return int(self.mask.sum(1).max())
+
+    def _gather(self, device: torch.device, dt: torch.dtype) -> tuple[Tensor, Tensor]:
+        """(idx, Vg): row o's active columns idx[o, :|S_o|] (padded with inactive ones) and
+        Vg[o, t] = V[idx[o, t]] on active slots, 0 on padding, so ψ_o,idx[o] @ Vg[o] is
+        (ψ⊙M)_o V exactly."""
+        key = (str(device), dt)
+        if key not in self._gathered:
+            mask = self.mask.to(device)
+            count = mask.sum(1)
+            width = int(count.max())
+            # stable sort puts each row's active columns first, in their original order
+            idx = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]
+            live = torch.arange(width, device=device) < count[:, None]
+            vg = self.V.to(device=device, dtype=dt)[idx] * live[..., None].to(dt)
+            self._gathered[key] = (idx, vg)
+        return self._gathered[key]
+
+    def _sparse_masked(self, psi: Tensor, wk: Tensor, w: Tensor, U: Tensor) -> Tensor:
+        """Σ_k w_k Σ_qp W_qp (Uᵀ (ψ_k⊙M) V)_qp² from each row's active entries only."""
+        k, b, d_out, d_in = psi.shape
+        idx, vg = self._gather(psi.device, psi.dtype)
+        width = idx.shape[1]
+        if width == 0:  # fully pruned layer: ψ⊙M = 0
+            return psi.new_zeros(b)
+        picked = psi.gather(-1, idx.expand(k, b, d_out, width))  # (K, b, d_out, s)
+        rows = picked.reshape(k * b, d_out, width).transpose(0, 1)  # (d_out, Kb, s)
+        y = torch.bmm(rows, vg)  # (d_out, Kb, d_in): (ψ⊙M) V, row by row
+        z = (U.t() @ y.reshape(d_out, -1)).reshape(d_out, k * b, d_in)  # Uᵀ (ψ⊙M) V
+        # in place, then one reduction: einsum's per-q matrix-vector products and fresh
+        # temporaries were each ~3× slower on the MNIST-1D CNN (CPU)
+        per = z.square_().mul_(w[:, None, :]).sum((0, 2))
+        return (wk * per.reshape(k, b)).sum(0)
 
 
 def rectangle(mask: Tensor | None) -> tuple[Tensor, Tensor] | None:

@@ -111,7 +111,7 @@ class LayerwiseCurvature:
     def score_samples(self, alpha: Tensor, idx: Tensor, loss: Tensor, leverage: Tensor) -> None:
         """Pass 3: ℓ_i and tr(P⁻¹H_i) for the samples ``idx``, written into the outputs."""
         ctx = self.ctx
-        lim, mode = ctx.cfg.chunk_elements, ctx.cfg.leverage
+        lim, mode, masked = ctx.cfg.chunk_elements, ctx.cfg.leverage, ctx.cfg.masked_leverage
         for batch in sweep(ctx, self.handlers, idx, None):
             bi = batch.idx
             loss[bi] = per_sample_nll(batch.logits, batch.y, ctx.cfg).double().cpu()
@@ -127,7 +127,7 @@ class LayerwiseCurvature:
                         continue
                     g = _kron_grads(h, g)
                     k, _, r, _ = g.shape
-                    method, _ = blk.leverage_cost(r, k, mode)
+                    method, _ = blk.leverage_cost(r, k, mode, masked)
                     # the exact methods hold K per-sample d_out×d_in matrices per chunk
                     per = r * (h.d_in + k * h.d_out)
                     per += 0 if method == "kron" else k * h.d_in * h.d_out
