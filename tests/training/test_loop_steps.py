@@ -261,3 +261,110 @@ def test_augmentation_applies_to_its_own_kind_of_input_only() -> None:
     assert not _same(_trained(signals, "shift"), plain_signals)
     assert _same(_trained(signals, "crop_flip"), plain_signals)  # crop_flip: images only
     assert _same(_trained(images, "crop_flip"), _trained(images, "crop_flip"))  # seeded
+
+
+def test_rows_are_drawn_in_a_fresh_random_order_each_epoch() -> None:
+    config = TrainingConfig(lr=0.1, epochs=2, batch_size=16, **PLAIN)
+    _, steps = _record_steps(_net(), train=make_blobs(), config=config)
+    orders = [
+        torch.cat([batch["index"] for batch, *_ in part]).tolist()
+        for part in (steps[:8], steps[8:])
+    ]
+    assert all(sorted(order) == list(range(120)) for order in orders)
+    assert orders[0] != list(range(120)) and orders[0] != orders[1]
+
+
+def test_on_epoch_receives_each_history_record() -> None:
+    config = TrainingConfig(lr=0.1, epochs=3, batch_size=40, **PLAIN)
+    received: list[dict] = []
+    outcome = train_model(_net(), make_blobs(), config, on_epoch=received.append)
+    assert received == outcome.history and len(received) == 3
+
+
+def test_a_single_right_prediction_has_accuracy_one() -> None:
+    train = make_blobs()
+    with torch.no_grad():
+        right = (_net()(train["x"]).argmax(1) == train["y"]).nonzero().flatten()
+    kept = torch.zeros(120, dtype=torch.bool)
+    kept[int(right[0])] = True  # a row the untrained net already predicts right
+    config = TrainingConfig(lr=0.1, epochs=1, batch_size=8, **PLAIN)
+    [record] = train_model(_net(), train, config, kept=kept).history
+    assert record["train_accuracy"] == 1.0
+
+
+def test_the_run_time_is_measured_around_the_epochs() -> None:
+    import time
+
+    config = TrainingConfig(lr=0.1, epochs=2, batch_size=40, **PLAIN)
+    started = time.perf_counter()
+    outcome = train_model(_net(), make_blobs(), config)
+    wall = time.perf_counter() - started
+    epochs = sum(record["seconds"] for record in outcome.history)
+    assert epochs <= outcome.seconds <= wall
+
+
+def test_no_kept_rows_is_refused_with_its_message() -> None:
+    config = TrainingConfig(lr=0.1, epochs=1, batch_size=8, **PLAIN)
+    message = r"^no samples are kept: training needs at least one kept sample$"
+    with pytest.raises(ValueError, match=message):
+        train_model(_net(), make_blobs(), config, kept=torch.zeros(120, dtype=torch.bool))
+
+
+def test_the_default_description_names_the_run_in_errors() -> None:
+    train = make_blobs()
+    train["x"][:, 0] = float("nan")
+    config = TrainingConfig(lr=0.1, epochs=1, batch_size=8, **PLAIN)
+    with pytest.raises(NonFiniteError, match=r"training 'train' at epoch 1, batch 1: loss"):
+        train_model(_net(), train, config)
+
+
+class Frozen(nn.Module):
+    """A frozen classifier plus one trainable scalar that cannot change the loss (its
+    clamp to [0, 0] has zero gradient), so weight decay alone moves it: ×(1 − lr·wd) a step."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = _net().requires_grad_(False)
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x) + self.scale.clamp(0.0, 0.0)
+
+
+def test_a_weight_that_overflows_between_checks_is_caught_at_the_epochs_end() -> None:
+    # scale ← scale − lr·wd·scale with lr·wd = 1e4 + 1: |scale| ≈ 1e4 per step, and the
+    # product overflows (> 3.4e38) in the 10th step, the epoch's last: scale = −inf, while
+    # every loss stays finite, so only the weight check at the epoch's end can see it
+    config = TrainingConfig(
+        optimizer="sgd",
+        momentum=0.0,
+        weight_decay=1.0,
+        lr=1e4 + 1,
+        lr_schedule="constant",
+        epochs=2,
+        batch_size=12,
+        progress=False,
+    )
+    with pytest.raises(NonFiniteError, match=r"at epoch 1, batch 10: weights 'scale'"):
+        train_model(Frozen(), make_blobs(), config)
+
+
+def test_a_weight_that_overflows_is_caught_at_the_periodic_check() -> None:
+    from jmds_pipeline.guards import WEIGHT_CHECK_EVERY
+
+    # |scale| grows ×f a step, f chosen so that it overflows float32 (to −inf, the loss
+    # still finite) in exactly step k = WEIGHT_CHECK_EVERY, the first periodic check
+    k = WEIGHT_CHECK_EVERY
+    factor = math.exp(math.log(3.4e38) / (k - 0.5))  # f^(k−1) < 3.4e38 < f^k
+    config = TrainingConfig(
+        optimizer="sgd",
+        momentum=0.0,
+        weight_decay=1.0,
+        lr=factor + 1,
+        lr_schedule="constant",
+        epochs=1,
+        batch_size=1,
+        progress=False,
+    )
+    with pytest.raises(NonFiniteError, match=rf"at epoch 1, batch {k}: weights 'scale'"):
+        train_model(Frozen(), make_blobs(n=k + 20), config)
