@@ -8,6 +8,7 @@ against autograd of the documented loss (mean cross-entropy of the batch, plus t
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -368,3 +369,31 @@ def test_a_weight_that_overflows_is_caught_at_the_periodic_check() -> None:
     )
     with pytest.raises(NonFiniteError, match=rf"at epoch 1, batch {k}: weights 'scale'"):
         train_model(Frozen(), make_blobs(n=k + 20), config)
+
+
+def test_signals_without_augmentation_train_on_the_rows_as_they_are() -> None:
+    # a (N, C, L) batch is what "shift" would move; under "none" the step is plain GD on it
+    split = _signals()
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    start = cpu_state(model)
+    config = TrainingConfig(lr=0.3, epochs=1, batch_size=24, lr_schedule="constant", **PLAIN)
+    train_model(model, split, config)
+    reference = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    reference.load_state_dict(start)
+    F.cross_entropy(reference(split["x"]), split["y"]).backward()
+    for name, p in reference.named_parameters():
+        torch.testing.assert_close(
+            model.state_dict()[name], start[name] - 0.3 * p.grad, atol=1e-6, rtol=1e-5
+        )
+
+
+def test_the_progress_bar_shows_per_epoch_only_when_asked_and_leaves_no_line(capsys) -> None:
+    config = TrainingConfig(lr=0.1, epochs=2, batch_size=40, **PLAIN)
+    train_model(_net(), make_blobs(), config, description="probe")
+    assert capsys.readouterr().err == ""  # progress=False: silent
+    shown = config.model_copy(update={"progress": True})
+    train_model(_net(), make_blobs(), shown, description="probe")
+    err = capsys.readouterr().err
+    assert "probe" in err and re.search(r"(epoch/s|s/epoch)\b", err)
+    assert "\n" not in err  # the bar is cleared at the end (leave=False), not left behind
