@@ -92,3 +92,36 @@ def test_gpt2_counts_attention_and_the_tied_head() -> None:
 
 def test_training_flops_are_three_forward_passes() -> None:
     assert training_flops(100, 7) == 2100
+
+
+class Deep(nn.Module):
+    """Three levels: ``inner`` (a Sequential of a Sequential) and ``side``, whose own
+    forward calls ``side.deep.0`` past ``side.deep``; the root adds its own matmul."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inner = nn.Sequential(nn.Sequential(nn.Linear(4, 4)))
+        self.side = Nested()
+        self.weight = nn.Parameter(torch.randn(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.side(self.inner(x))[:, :2] @ self.weight
+
+
+def test_flops_of_deeper_nesting_go_to_the_innermost_module() -> None:
+    flops = dense_flops_by_module(Deep(), torch.randn(1, 4))
+    assert flops == {
+        "inner.0.0": 2 * 4 * 4,
+        "side.block.0": 2 * 4 * 4,
+        "side": 2 * 4 * 2,
+        "": 2 * 2 * 3,
+    }
+
+
+def test_a_root_weight_mask_applies_to_the_root_only() -> None:
+    # Nested has a root parameter named "weight" and a child with its own weight
+    masked, dense = masked_inference_flops(
+        Nested(), {"weight": torch.zeros(4, 2)}, torch.randn(1, 4)
+    )
+    assert dense == 2 * 4 * 4 + 2 * 4 * 2
+    assert masked == 2 * 4 * 4  # the root's own product is fully masked, the child's not
