@@ -37,7 +37,9 @@ Their leverage is ψ_Sᵀ (P⁻¹)_SS ψ_S = Σ_qp W_qp (Uᵀ (ψ⊙M) V)_qp², 
   inputs S_o are multiplied, as one batched GEMM over rows against the gathered rows of V
   (padded to the longest row, s = max_o |S_o|); then Uᵀ from the left and W. Per sample and
   backward vector: R·d_in·d_out (ψ) + d_out·s·d_in + d_out²·d_in, against
-  R·d_in·d_out + d_out·d_in·(d_in + d_out) for ``dense``; equal to it for s = d_in;
+  R·d_in·d_out + d_out·d_in·(d_in + d_out) for ``dense``; equal to it for s = d_in. The
+  gathered V (d_out·s·d_in elements) is kept per layer; above ``SPARSE_MAX_GATHERED`` the
+  layer takes ``dense`` instead;
 - ``dense`` (exact, the former route): the whole masked ψ rotated, Uᵀ (ψ⊙M) V;
 - ``diag`` (approximation, opt-in): (1 − ρ) Σ_{j∈S} (P⁻¹)_jj ψ_j² on layers whose active
   fraction ρ = |S| / (d_out·d_in) is at most ``DIAG_MAX_ACTIVE`` (the exact ``sparse`` route
@@ -69,6 +71,10 @@ from .capture import Handler
 # 0.3–0.6 at ρ = 0.9 on the MNIST-1D CNN of benchmarks/, against 0.02–0.2 for ρ ≤ 0.6 on its
 # 161- and 321-input layers, random and magnitude masks; its 6-input first conv: up to 0.55)
 DIAG_MAX_ACTIVE = 0.6
+# largest gathered V (d_out·s·d_in elements, cached per layer for the whole sample pass) of
+# the ``sparse`` route; a larger layer takes the exact ``dense`` route (same numbers), so the
+# cache stays ≤ 16 MiB per layer in float32 (the CNNs here: ≤ 0.6 M elements per layer)
+SPARSE_MAX_GATHERED = 1 << 22
 
 
 @dataclass
@@ -165,9 +171,10 @@ class KronBlock:
             psi = r * d_in * d_out
             if masked == "diag" and self._active_fraction() <= DIAG_MAX_ACTIVE:
                 return "masked_diag", k * (psi + d_in * d_out)
-            if masked == "dense":
+            width = self._row_width()
+            if masked == "dense" or d_out * width * d_in > SPARSE_MAX_GATHERED:
                 return "masked_dense", k * (psi + d_out * d_in * (d_in + d_out))
-            return "masked", k * (psi + d_out * self._row_width() * d_in + d_out * d_out * d_in)
+            return "masked", k * (psi + d_out * width * d_in + d_out * d_out * d_in)
         rotate = r * d_in * d_in + k * r * d_out * d_out
         options = {
             "rotate": rotate + k * r * d_in * d_out,
