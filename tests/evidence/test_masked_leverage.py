@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
-from jmds_pipeline.evidence.curvature.kfac import DIAG_MAX_ACTIVE, SPARSE_MAX_GATHERED
+from jmds_pipeline.evidence.curvature import kfac
+from jmds_pipeline.evidence.curvature.kfac import DIAG_MAX_ACTIVE
 from jmds_pipeline.evidence.engine import kron_factors
-from jmds_pipeline.evidence.footprint import leverage_method
 
 ALPHA = 0.7
 LAYERS = {"0": "0.weight", "3": "3.weight"}  # the conv and the Linear layer
@@ -182,11 +182,14 @@ def test_diag_route_error_against_the_exact_route():
     assert float((approx - exact).norm() / exact.norm()) <= 0.2
 
 
-def test_layers_whose_gathered_v_is_too_large_take_the_dense_route():
-    """The ``sparse`` route keeps d_out·s·d_in elements per layer; past the cap the engine
-    picks ``dense`` (exact too). On ``meta`` s is unknown and taken as d_in."""
-    small = leverage_method(65, 10, positions=4, vectors=1, masked=True)
-    assert small == ("masked", 4 * 65 * 10 + 10 * 65 * 65 + 10 * 10 * 65)
-    d_in = 1 + int((SPARSE_MAX_GATHERED / 10) ** 0.5)  # 10·d_in² just over the cap
-    big = leverage_method(d_in, 10, positions=4, vectors=1, masked=True)
-    assert big == ("masked_dense", 4 * d_in * 10 + 10 * d_in * (d_in + 10))
+def test_sparse_route_in_row_blocks_gives_the_same_numbers(cnn, monkeypatch):
+    """A layer whose gathered V exceeds ``SPARSE_MAX_GATHERED`` is gathered a block of rows
+    at a time (here one row per block): the numbers do not change."""
+    model, x, y = cnn
+    masks = _masks(model, KEEPS["half"], seed=3)
+    whole = _leverage(model, x, y, masks, masked_leverage="sparse")
+    monkeypatch.setattr(kfac, "SPARSE_MAX_GATHERED", 1)
+    blocked = _leverage(model, x, y, masks, masked_leverage="sparse")
+    dense = _leverage(model, x, y, masks, masked_leverage="dense")
+    assert torch.allclose(blocked, whole, rtol=1e-12, atol=0)
+    assert torch.allclose(blocked, dense, rtol=1e-10, atol=0)
