@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
+from jmds_pipeline.evidence.curvature import kfac
 from jmds_pipeline.evidence.curvature.kfac import DIAG_MAX_ACTIVE
 from jmds_pipeline.evidence.engine import kron_factors
 
@@ -179,3 +180,16 @@ def test_diag_route_error_against_the_exact_route():
     rank = [t.argsort().argsort().double() for t in (exact, approx)]
     assert float(torch.corrcoef(torch.stack(rank))[0, 1]) >= 0.99
     assert float((approx - exact).norm() / exact.norm()) <= 0.2
+
+
+def test_sparse_route_in_row_blocks_gives_the_same_numbers(cnn, monkeypatch):
+    """A layer whose gathered V exceeds ``SPARSE_MAX_GATHERED`` is gathered a block of rows
+    at a time (here one row per block): the numbers do not change."""
+    model, x, y = cnn
+    masks = _masks(model, KEEPS["half"], seed=3)
+    whole = _leverage(model, x, y, masks, masked_leverage="sparse")
+    monkeypatch.setattr(kfac, "SPARSE_MAX_GATHERED", 1)
+    blocked = _leverage(model, x, y, masks, masked_leverage="sparse")
+    dense = _leverage(model, x, y, masks, masked_leverage="dense")
+    assert torch.allclose(blocked, whole, rtol=1e-12, atol=0)
+    assert torch.allclose(blocked, dense, rtol=1e-10, atol=0)

@@ -40,7 +40,9 @@ Their leverage is ψ_Sᵀ (P⁻¹)_SS ψ_S = Σ_qp W_qp (Uᵀ (ψ⊙M) V)_qp², 
   inputs S_o are multiplied, as one batched GEMM over rows against the gathered rows of V
   (padded to the longest row, s = max_o |S_o|); then Uᵀ from the left and W. Per sample and
   backward vector: R·d_in·d_out (ψ) + d_out·s·d_in + d_out²·d_in, against
-  R·d_in·d_out + d_out·d_in·(d_in + d_out) for ``dense``; equal to it for s = d_in;
+  R·d_in·d_out + d_out·d_in·(d_in + d_out) for ``dense``; equal to it for s = d_in. The
+  gathered V (d_out·s·d_in elements) is kept per layer up to ``SPARSE_MAX_GATHERED``, else
+  gathered a block of rows at a time in each chunk;
 - ``dense`` (exact, the former route): the whole masked ψ rotated, Uᵀ (ψ⊙M) V;
 - ``diag`` (approximation, opt-in): (1 − ρ) Σ_{j∈S} (P⁻¹)_jj ψ_j² on layers whose active
   fraction ρ = |S| / (d_out·d_in) is at most ``DIAG_MAX_ACTIVE`` (the exact ``sparse`` route
@@ -72,6 +74,10 @@ from .capture import Handler
 # 0.3–0.6 at ρ = 0.9 on the MNIST-1D CNN of benchmarks/, against 0.02–0.2 for ρ ≤ 0.6 on its
 # 161- and 321-input layers, random and magnitude masks; its 6-input first conv: up to 0.55)
 DIAG_MAX_ACTIVE = 0.6
+# largest gathered V (d_out·s·d_in elements) of the ``sparse`` route held at once: a layer
+# within it keeps its gathered V for the whole sample pass (≤ 16 MiB in float32; the CNNs
+# here: ≤ 0.6 M elements per layer); a larger one gathers blocks of rows per chunk instead
+SPARSE_MAX_GATHERED = 1 << 22
 
 
 @dataclass
@@ -240,11 +246,10 @@ class KronBlock:
             return self.A.shape[0]
         return int(self.mask.sum(1).max())
 
-    def _gather(self, device: torch.device, dt: torch.dtype) -> tuple[Tensor, Tensor]:
-        """(idx, Vg): row o's active columns idx[o, :|S_o|] (padded with inactive ones) and
-        Vg[o, t] = V[idx[o, t]] on active slots, 0 on padding, so ψ_o,idx[o] @ Vg[o] is
-        (ψ⊙M)_o V exactly."""
-        key = (str(device), dt)
+    def _rows(self, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(idx, live): row o's active columns first in idx[o] (padded with inactive ones to
+        s = max_o |S_o|), live[o, t] = whether slot t is one of row o's active columns."""
+        key = ("rows", str(device))
         if key not in self._gathered:
             mask = self.mask.to(device)
             count = mask.sum(1)
@@ -252,21 +257,39 @@ class KronBlock:
             # stable sort puts each row's active columns first, in their original order
             idx = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]
             live = torch.arange(width, device=device) < count[:, None]
-            vg = self.V.to(device=device, dtype=dt)[idx] * live[..., None].to(dt)
-            self._gathered[key] = (idx, vg)
+            self._gathered[key] = (idx, live)
         return self._gathered[key]
+
+    def _gathered_v(self, rows: slice, device: torch.device, dt: torch.dtype) -> Tensor:
+        """Vg[o, t] = V[idx[o, t]] on live slots, 0 on padding, for the rows ``rows``, so
+        ψ_o,idx[o] @ Vg[o] is (ψ⊙M)_o V exactly; the whole layer's is kept once built."""
+        idx, live = self._rows(device)
+        whole = rows == slice(0, idx.shape[0])
+        key = ("v", str(device), dt)
+        if whole and key in self._gathered:
+            return self._gathered[key]
+        vg = self.V.to(device=device, dtype=dt)[idx[rows]] * live[rows, :, None].to(dt)
+        if whole:
+            self._gathered[key] = vg
+        return vg
 
     def _sparse_masked(self, psi: Tensor, wk: Tensor, w: Tensor, U: Tensor) -> Tensor:
         """Σ_k w_k Σ_qp W_qp (Uᵀ (ψ_k⊙M) V)_qp² from each row's active entries only."""
         k, b, d_out, d_in = psi.shape
-        idx, vg = self._gather(psi.device, psi.dtype)
+        idx, _ = self._rows(psi.device)
         width = idx.shape[1]
         if width == 0:  # fully pruned layer: ψ⊙M = 0
             return psi.new_zeros(b)
         picked = psi.gather(-1, idx.expand(k, b, d_out, width))  # (K, b, d_out, s)
         rows = picked.reshape(k * b, d_out, width).transpose(0, 1)  # (d_out, Kb, s)
-        y = torch.bmm(rows, vg)  # (d_out, Kb, d_in): (ψ⊙M) V, row by row
-        z = (U.t() @ y.reshape(d_out, -1)).reshape(d_out, k * b, d_in)  # Uᵀ (ψ⊙M) V
+        step = max(1, SPARSE_MAX_GATHERED // (width * d_in))  # rows whose Vg is held at once
+        z = None
+        for o in range(0, d_out, step):
+            blk = slice(o, min(o + step, d_out))
+            y = torch.bmm(rows[blk], self._gathered_v(blk, psi.device, psi.dtype))  # (ψ⊙M) V
+            part = U[blk].t() @ y.reshape(y.shape[0], -1)  # these rows' share of Uᵀ (ψ⊙M) V
+            z = part if z is None else z.add_(part)
+        z = z.reshape(d_out, k * b, d_in)
         # in place, then one reduction: einsum's per-q matrix-vector products and fresh
         # temporaries were each ~3× slower on the MNIST-1D CNN (CPU)
         per = z.square_().mul_(w[:, None, :]).sum((0, 2))
