@@ -247,3 +247,52 @@ def test_continuing_rounds_start_from_the_model_round_one_scored(
                 epochs=config.jmds.round_epochs)
     expected = cpu_state(model)
     assert all(torch.equal(state[name], expected[name]) for name in expected)
+
+
+@pytest.mark.parametrize("score_from", ["dense", "rewind"])
+def test_round_one_scores_the_chosen_state_and_logs_its_pretraining(score_from: str) -> None:
+    from jmds_pipeline.pipelines.jmds.nodes import round_one_state
+
+    dense, rewind = _state(seed=1), _state(seed=2)
+    val = make_blobs(n=24, seed=3)
+    pretraining = {"seconds": 8.0, "rewind_seconds": 2.0, "samples_seen": 400, "epochs": 4}
+    parameters = {**_parameters(score_from=score_from), "rewind_epoch": 1}
+    state, log = round_one_state(dense, rewind, pretraining, val, META.to_dict(), parameters)
+    chosen = rewind if score_from == "rewind" else dense
+    assert all(torch.equal(state[k], chosen[k]) for k in chosen)
+    assert all(state[k].data_ptr() != chosen[k].data_ptr() for k in chosen)  # a copy
+    # one of the four dense epochs, or all of them
+    assert (log["seconds"], log["samples_seen"]) == ((2.0, 100) if score_from == "rewind"
+                                                     else (8.0, 400))
+    # the validation accuracy of the chosen model, counted here by hand
+    model = model_from_state(run_config_of(parameters), META, chosen)
+    with torch.no_grad():
+        right = (model(val["x"]).argmax(1) == val["y"]).float().mean()
+    assert log["val"]["accuracy"] == pytest.approx(float(right))
+
+
+def test_round_trace_rows_describe_each_scored_model() -> None:
+    from jmds_pipeline.pipelines.jmds.trace import round_trace
+
+    masks_1 = {"a": torch.ones(4, 5, dtype=torch.bool)}
+    masks_2 = {"a": torch.ones(4, 5, dtype=torch.bool)}
+    masks_2["a"][0, :] = False  # 5 of 20 pruned
+    kept_1 = {KEPT: torch.ones(8, dtype=torch.bool)}
+    kept_2 = {KEPT: torch.tensor([True] * 6 + [False] * 2)}
+    rounds = []
+    for r, (masks, kept) in enumerate([(masks_1, kept_1), (masks_2, kept_2)], start=1):
+        evidence = {"log_evidence": -10.0 * r, "prior_precision": 1.0 + r, "seconds": 0.5 * r,
+                    "stationarity": {"relative": 0.1 * r}}
+        scoring = {"seconds": 0.25 * r}
+        log = {"val": {"accuracy": 0.9 - 0.1 * r}, "seconds": 3.0 * r, "samples_seen": 80 * r}
+        rounds += [evidence, scoring, masks, kept, log]
+    frame, payload = round_trace(*rounds)
+    assert frame["model_sparsity"].tolist() == [0.0, 0.25]
+    assert frame["data_sparsity"].tolist() == [0.0, 0.25]
+    assert frame["evidence_seconds"].tolist() == [0.75, 1.5]  # phase B + phase C
+    assert frame["train_samples"].tolist() == [80.0, 160.0]
+    assert frame["val_accuracy"].tolist() == pytest.approx([0.8, 0.7])
+    assert frame["objective"].tolist() == [-10.0, -20.0]  # log Z when no objective is given
+    assert payload["rounds"][1]["stationarity"] == pytest.approx(0.2)
+    with pytest.raises(ValueError, match="5 inputs per round"):
+        round_trace(*rounds[:4])
