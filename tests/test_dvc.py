@@ -132,14 +132,25 @@ def _make_project(project: Path, env: dict[str, str]) -> None:
         _run(["dvc", "config", "--local", key, value], project, env)
 
 
-def test_dvc_repro_reruns_only_what_changed(tmp_path: Path) -> None:
+def new_project(tmp_path: Path, *, commit: bool = False) -> tuple[Path, dict[str, str]]:
+    """A temporary git + DVC copy of the project and its environment (skips without dvc or
+    the kedro command); with ``commit``, its files are committed as an experiments' baseline."""
     pytest.importorskip("dvc")
-    if shutil.which("kedro", path=_env(tmp_path)["PATH"]) is None:
+    env = _env(tmp_path)
+    if shutil.which("kedro", path=env["PATH"]) is None:
         pytest.skip("the kedro command is needed")
     project = tmp_path / "project"
     project.mkdir()
-    env = _env(tmp_path)
     _make_project(project, env)
+    if commit:
+        git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
+        _run(["git", "add", "-A"], project, env)
+        _run([*git, "commit", "-q", "-m", "baseline"], project, env)
+    return project, env
+
+
+def test_dvc_repro_reruns_only_what_changed(tmp_path: Path) -> None:
+    project, env = new_project(tmp_path)
     expected = {f"{stage}@{DATASET}" for stage in STAGES}
 
     # 1. Everything of the default pipeline file runs, in order; GPU stages do not.

@@ -8,28 +8,18 @@ evidence); here it becomes a git commit so that DVC can run an experiment from i
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.test_dvc import DATASET, _env, _make_project, _run
+from tests.test_dvc import DATASET, _run, new_project
 
 pytestmark = pytest.mark.slow
 
 
 def test_exp_show_lists_every_round_and_plots_diff_compares_rounds(tmp_path: Path) -> None:
-    pytest.importorskip("dvc")
     pytest.importorskip("dvclive")
-    if shutil.which("kedro", path=_env(tmp_path)["PATH"]) is None:
-        pytest.skip("the kedro command is needed")
-    project = tmp_path / "project"
-    project.mkdir()
-    env = _env(tmp_path)
-    _make_project(project, env)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    _run(["git", "add", "-A"], project, env)
-    _run([*git, "commit", "-q", "-m", "baseline"], project, env)
+    project, env = new_project(tmp_path, commit=True)
 
     _run(["dvc", "exp", "run", "-n", "tiny", "-S",
           "conf/base/parameters_jmds.yml:jmds.target_data_sparsity=0.4"], project, env)

@@ -11,13 +11,12 @@ the ones each run reports.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.test_dvc import DATASET, _env, _make_project, _run
+from tests.test_dvc import DATASET, _run, new_project
 
 pytestmark = pytest.mark.slow
 
@@ -49,16 +48,7 @@ def _wait_for_queue(project: Path, env: dict[str, str]) -> dict[str, str]:
 
 
 def test_queued_sweep_runs_on_workers_and_exp_show_compares_it(tmp_path: Path) -> None:
-    pytest.importorskip("dvc")
-    if shutil.which("kedro", path=_env(tmp_path)["PATH"]) is None:
-        pytest.skip("the kedro command is needed")
-    project = tmp_path / "project"
-    project.mkdir()
-    env = _env(tmp_path)
-    _make_project(project, env)
-    git = ["git", "-c", "user.name=test", "-c", "user.email=test@example.invalid"]
-    _run(["git", "add", "-A"], project, env)
-    _run([*git, "commit", "-q", "-m", "baseline"], project, env)
+    project, env = new_project(tmp_path, commit=True)
 
     for name, (seed, data) in SWEEP.items():
         _run(

@@ -4,6 +4,7 @@ are chosen on other generation seeds and on the validation split)."""
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -39,3 +40,11 @@ def make_context(generation_seed: int, split_seed: int = 0,
     splits, meta = load_dataset("mnist1d", raw_dir="data/01_raw", seed=split_seed,
                                 options=config.dataset_options)
     return Context(config, meta, splits["train"], splits["val"], splits["test"])
+
+
+def done_keys(path: str, fields: tuple[str, ...]) -> set[tuple]:
+    """The ``fields`` of every row already in the JSON-lines file ``path`` (resumable runs)."""
+    if not os.path.exists(path):
+        return set()
+    with open(path) as handle:
+        return {tuple(row[f] for f in fields) for row in map(json.loads, handle)}

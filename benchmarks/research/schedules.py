@@ -17,7 +17,7 @@ import os
 import sys
 import time
 
-from common import make_context
+from common import done_keys, make_context
 
 from jmds_pipeline.comparison.methods import (
     METHODS,
@@ -71,11 +71,7 @@ def main() -> None:
     gen, out, names = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
     seed = int(os.environ.get("RUN_SEED", "0"))
     budgets = [Budget(0.8, 0.5), Budget(0.9, 0.7)]
-    done = set()
-    if os.path.exists(out):
-        with open(out) as handle:
-            done = {(r["gen"], r["schedule"], r["budget"], r["seed"])
-                    for r in map(json.loads, handle)}
+    done = done_keys(out, ("gen", "schedule", "budget", "seed"))
     for name in names:
         top, changes, *baseline = SCHEDULES[name]
         todo = [b for b in budgets if (gen, name, _key(b), seed) not in done]

@@ -14,20 +14,15 @@ import os
 import sys
 import time
 
-from common import make_context
+from common import done_keys, make_context
 
 from jmds_pipeline.comparison.methods import METHODS, Budget, dense_run, effective_budget
 
 gen, out, methods = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
 seed = int(os.environ.get("RUN_SEED", "0"))
 budgets = [Budget(0.8, 0.5), Budget(0.9, 0.7)]
-done = set()
-if os.path.exists(out):
-    with open(out) as handle:
-        for line in handle:
-            row = json.loads(line)
-            done.add((row["gen"], row["method"], row["target_model_sparsity"],
-                      row["target_data_sparsity"], row["seed"]))
+done = done_keys(out, ("gen", "method", "target_model_sparsity", "target_data_sparsity",
+                       "seed"))
 context = make_context(gen)
 dense = None
 for method in methods:

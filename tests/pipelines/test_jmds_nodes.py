@@ -255,7 +255,8 @@ def test_round_one_scores_the_chosen_state_and_logs_its_pretraining(score_from: 
 
     dense, rewind = _state(seed=1), _state(seed=2)
     val = make_blobs(n=24, seed=3)
-    pretraining = {"seconds": 8.0, "rewind_seconds": 2.0, "samples_seen": 400, "epochs": 4}
+    pretraining = {"seconds": 8.0, "rewind_seconds": 2.0, "samples_seen": 400, "epochs": 4,
+                   "rewind_samples": 100}
     parameters = {**_parameters(score_from=score_from), "rewind_epoch": 1}
     state, log = round_one_state(dense, rewind, pretraining, val, META.to_dict(), parameters)
     chosen = rewind if score_from == "rewind" else dense

@@ -116,11 +116,9 @@ def dense_run(context: Context, seed: int) -> DenseRun:
                           seed=seed, rewind_epoch=config.rewind_epoch,
                           on_batch=tracker.callback(), description=f"dense seed {seed}")
     assert outcome.rewind_state is not None
-    # every epoch of the dense run draws each training row once
-    rewind_samples = outcome.samples_seen * config.rewind_epoch // config.training.epochs
     return DenseRun(seed, cpu_state(model), outcome.rewind_state, tracker.scores(),
                     outcome.seconds, outcome.samples_seen, outcome.rewind_seconds,
-                    rewind_samples)
+                    outcome.rewind_samples)
 
 
 def _retrain_and_measure(

@@ -55,6 +55,7 @@ class TrainOutcome:
     seconds: float = 0.0
     samples_seen: int = 0
     rewind_seconds: float = 0.0  # training time until ``rewind_state`` was taken
+    rewind_samples: int = 0  # ...and the samples drawn until then
 
 
 def cpu_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -226,6 +227,7 @@ def train_model(
         if rewind_epoch is not None and epoch + 1 == rewind_epoch:
             outcome.rewind_state = cpu_state(model)
             outcome.rewind_seconds = time.perf_counter() - started
+            outcome.rewind_samples = outcome.samples_seen
     outcome.seconds = time.perf_counter() - started
     model.eval()
     return outcome

@@ -76,13 +76,18 @@ def round_one_state(
     config = run_config_of(parameters)
     meta = DatasetMeta.from_dict(dataset_meta)
     early = config.jmds.score_from == "rewind"
+    if early and "rewind_samples" not in dense_training:
+        raise ValueError("dense_training.json has no 'rewind_samples' (written before "
+                         "jmds.score_from existed); rerun: kedro run --pipelines=pretraining")
     start = rewind_state if early else dense_state
-    fraction = config.rewind_epoch / dense_training["epochs"] if early else 1.0
+    if early:
+        seconds, samples = dense_training["rewind_seconds"], dense_training["rewind_samples"]
+    else:
+        seconds, samples = dense_training["seconds"], dense_training["samples_seen"]
     model = model_from_state(config, meta, start)
     log = {
-        "seconds": dense_training["rewind_seconds"] if early else dense_training["seconds"],
-        # every dense epoch draws each training row once
-        "samples_seen": dense_training["samples_seen"] * fraction,
+        "seconds": seconds,
+        "samples_seen": samples,
         "val": evaluate(model, val, task=meta.task, batch_size=config.training.eval_batch_size,
                         device=config.resolved_device()),
     }

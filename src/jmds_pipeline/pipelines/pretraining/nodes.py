@@ -38,7 +38,9 @@ def pretrain_dense(
     summary = {
         "seconds": outcome.seconds,
         "samples_seen": outcome.samples_seen,
-        "rewind_seconds": outcome.rewind_seconds,  # what jmds.score_from: rewind needs
+        # what jmds.score_from: rewind needs of this run
+        "rewind_seconds": outcome.rewind_seconds,
+        "rewind_samples": outcome.rewind_samples,
         "epochs": len(outcome.history),
         "val": val_metrics,
     }
