@@ -12,7 +12,7 @@ For every package named on the command line (default: all of ``MODULES``) this
 4. reads mutmut's per-file ``.meta`` results and merges them into
    ``benchmarks/results/mutation.json``: per package, mutants generated, killed,
    survived, not covered, timeouts, and the equivalent ones with the reason each is
-   equivalent (``benchmarks/mutation_equivalent.json``, written by hand after reading
+   equivalent (``benchmarks/mutation_equivalent/<package>.json``, written by hand after reading
    each survivor's diff with ``mutmut show <name>`` in ``.mutation/<package>/``).
 
     nice -n 19 python benchmarks/mutation.py sparsity comparison baselines
@@ -40,7 +40,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / ".mutation"
 RESULTS = ROOT / "benchmarks" / "results" / "mutation.json"
-EQUIVALENT = ROOT / "benchmarks" / "mutation_equivalent.json"
+# one file per package, so sessions classifying different packages never edit the same file
+EQUIVALENT_DIR = ROOT / "benchmarks" / "mutation_equivalent"
 
 # package → the fast tests that exercise it (paths relative to the repository root)
 MODULES: dict[str, list[str]] = {
@@ -117,7 +118,8 @@ def _rerun_survivors(package: str, work: Path, max_children: int,
 
 
 def _read(package: str, work: Path) -> dict:
-    equivalent = json.loads(EQUIVALENT.read_text(encoding="utf-8")) if EQUIVALENT.exists() else {}
+    path = EQUIVALENT_DIR / f"{package}.json"
+    equivalent = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
     counts: Counter[str] = Counter()
     per_file: dict[str, dict[str, int]] = {}
     survivors: list[str] = []
@@ -156,6 +158,13 @@ def _read(package: str, work: Path) -> dict:
     }
 
 
+def _load_results() -> dict:
+    results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
+    results.setdefault("tool", "mutmut")
+    results.setdefault("packages", {})
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("packages", nargs="*", default=list(MODULES))
@@ -169,9 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [p for p in args.packages if p not in MODULES]
     if unknown:
         parser.error(f"packages {unknown} are unknown; accepted: {list(MODULES)}")
-    results = json.loads(RESULTS.read_text(encoding="utf-8")) if RESULTS.exists() else {}
-    results.setdefault("tool", "mutmut")
-    results.setdefault("packages", {})
+    entries: dict[str, dict] = {}
     for package in args.packages:
         work = WORK / package
         seconds = None
@@ -182,22 +189,27 @@ def main(argv: list[str] | None = None) -> int:
             work = _prepare(package, MODULES[package])
             seconds = _run(work, args.max_children, args.timeout)
         entry = _read(package, work)
-        previous = results["packages"].get(package, {})
+        previous = _load_results()["packages"].get(package, {})
         if seconds is not None and not args.rerun_survivors:
             entry["wall_seconds"] = round(seconds, 1)
         else:
             entry["wall_seconds"] = previous.get("wall_seconds")
             entry["rerun_wall_seconds"] = (round(seconds, 1) if seconds is not None
                                            else previous.get("rerun_wall_seconds"))
-        results["packages"][package] = entry
+        entries[package] = entry
         print(f"{package}: {entry['generated']} mutants, {entry['killed']} killed, "
               f"{entry['timeout']} timeouts, {entry['survived']} survived, "
               f"{entry['no_tests']} not covered, {entry['equivalent']} equivalent; "
               f"kill rate {entry['kill_rate']}", flush=True)
     import mutmut
 
+    # Re-read just before writing: runs of other packages may have finished meanwhile.
+    results = _load_results()
+    results["packages"].update(entries)
     results["tool"] = f"mutmut {mutmut.__version__}"
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    partial = RESULTS.with_suffix(".json.partial")
+    partial.write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    partial.replace(RESULTS)
     return 0
 
 
