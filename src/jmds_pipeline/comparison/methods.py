@@ -368,7 +368,7 @@ def _initial_masks(context: Context, config: RunConfig, model: nn.Module
 
 
 def _tp_magnitude_masks(context: Context, dense: DenseRun, sparsity: float,
-                        importance: str = "magnitude") -> tuple[Masks, float]:
+                        importance: str = "magnitude") -> tuple[Masks, float, int]:
     """Torch-Pruning's group magnitude (L2 over every coupled slice; or group Taylor,
     |θ·∂L/∂θ| on 1024 training rows) on whole channels, in IMP's schedule: R equal-ratio
     rounds, each retraining from the rewind point, to the same masked fraction as the
@@ -398,31 +398,35 @@ def _tp_magnitude_masks(context: Context, dense: DenseRun, sparsity: float,
                          dense.rewind_state, context.train, context.val, config, jmds,
                          masks, magnitude, task=context.meta.task, device=context.device,
                          groups=groups)
-    return outcome.masks, outcome.seconds
+    return outcome.masks, outcome.seconds, outcome.samples_seen
 
 
 def run_tp_magnitude(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity)
+    masks, seconds, samples = _tp_magnitude_masks(context, dense, budget.model_sparsity)
     return _retrain_and_measure(context, dense, masks, None, seconds, "tp_magnitude",
-                                budget)[0]
+                                budget, extra_samples=samples)[0]
 
 
 def run_tp_taylor(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
-    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity, "taylor")
-    return _retrain_and_measure(context, dense, masks, None, seconds, "tp_taylor", budget)[0]
+    masks, seconds, samples = _tp_magnitude_masks(context, dense, budget.model_sparsity,
+                                                  "taylor")
+    return _retrain_and_measure(context, dense, masks, None, seconds, "tp_taylor", budget,
+                                extra_samples=samples)[0]
 
 
 def run_tp_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, Any]:
     """Structured phased: Torch-Pruning group magnitude to ρ_m, then forgetting scores of
     the pruned network (counted while it retrains on all data), then retrain on both."""
-    masks, seconds = _tp_magnitude_masks(context, dense, budget.model_sparsity)
+    masks, seconds, samples = _tp_magnitude_masks(context, dense, budget.model_sparsity)
     tracker = ForgettingTracker(context.train["id"])
     first, _ = _retrain_and_measure(context, dense, masks, None, seconds, "tp_magnitude",
                                     budget, on_batch=tracker.callback())
+    samples += dense.samples_seen  # that retrain draws every row for the dense epochs
     kept = _select(context, tracker.scores().double(), budget.data_sparsity, keep="high",
                    mode="topk")
     spent = seconds + first["train_seconds"]
-    return _retrain_and_measure(context, dense, masks, kept, spent, "tp_phased", budget)[0]
+    return _retrain_and_measure(context, dense, masks, kept, spent, "tp_phased", budget,
+                                extra_samples=samples)[0]
 
 
 def _jmds_config(context: Context, budget: Budget, **changes: Any) -> JMDSConfig:
