@@ -2,6 +2,7 @@
 
     nice -n 10 python benchmarks/cost.py             # writes benchmarks/results/cost.json
     nice -n 10 python benchmarks/cost.py --masked    # reruns only its ``masked`` entry
+    nice -n 10 python benchmarks/cost.py --phases    # reruns only its ``phases`` entry
 
 Per model (1-D CNN on MNIST-1D, the issue's target; MLP on digits): brief training so θ is
 near a mode, then ``REPEATS`` interleaved rounds of: one training epoch (AdamW, batch 64),
@@ -27,8 +28,10 @@ multiply-adds per sample of each route (the engine's cost model on the real mask
 largest relative difference of ``sparse`` from ``dense`` (float32 rounding) and the error
 of ``diag`` against the exact leverage and contributions.
 
-Not measured here (left for the JMDS-schedule issue): wall time and FLOPs per phase of a
-whole JMDS / IMP / phased run, and Kedro's overhead against a plain loop.
+Phases (``phases``, one thread, ``benchmarks/phase_costs.py``): wall time, training samples
+and FLOPs of every phase (pretraining, rounds, evidence, scoring retrains, final retrain)
+of whole dense, IMP, phased and JMDS-default runs on MNIST-1D at the default budget.
+Kedro's overhead against a plain loop: ``benchmarks/kedro_overhead.py``.
 """
 
 from __future__ import annotations
@@ -390,9 +393,32 @@ def masked_results() -> dict:
     return out
 
 
+def phases_results() -> dict:
+    """The ``phases`` entry (one thread, as the pipeline's ``torch_threads: 1``)."""
+    from phase_costs import measure_phases
+
+    sys.path.insert(0, str(Path(__file__).parent / "research"))
+    from common import make_context
+
+    out = {"load_average_at_start": list(psutil.getloadavg())}
+    started = time.perf_counter()
+    out.update(measure_phases(make_context(42)))  # sets one torch thread
+    out["load_average_at_end"] = list(psutil.getloadavg())
+    out["seconds"] = time.perf_counter() - started
+    out["command"] = "nice -n 10 python benchmarks/cost.py --phases"
+    torch.set_num_threads(THREADS)
+    return out
+
+
 def main() -> None:
     torch.set_num_threads(THREADS)
     t0 = time.perf_counter()
+    if "--phases" in sys.argv[1:]:
+        results = json.loads(OUT.read_text())
+        results["phases"] = phases_results()
+        OUT.write_text(json.dumps(results, indent=2))
+        print(f"updated {OUT} ('phases') in {time.perf_counter() - t0:.0f}s")
+        return
     if "--masked" in sys.argv[1:]:
         # only the masked case, into the existing file (the other cases keep their run)
         results = json.loads(OUT.read_text())
@@ -418,6 +444,7 @@ def main() -> None:
         results[name] = measure_case(name)
         print(json.dumps(results[name]["evidence_in_epochs"], indent=1), flush=True)
     results["masked"] = masked_results()
+    results["phases"] = phases_results()
     results["meta"]["load_average_at_end"] = list(psutil.getloadavg())
     results["meta"]["total_seconds"] = time.perf_counter() - t0
     OUT.parent.mkdir(parents=True, exist_ok=True)
