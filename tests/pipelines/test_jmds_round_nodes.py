@@ -7,6 +7,7 @@ what they are given)."""
 from __future__ import annotations
 
 import re
+import time
 from contextlib import contextmanager
 from types import SimpleNamespace
 
@@ -306,7 +307,9 @@ def test_score_round_scores_weights_or_whole_units(monkeypatch, granularity: str
     penalty = {"lambda_model": 0.25, "lambda_data": 0.5, "mode": "penalty"}
     parameters = _parameters(granularity=granularity, prune_model=prune_model,
                              **(penalty if granularity == "weight" else {}))
+    started = time.perf_counter()
     scores, evidence = score_round(state, masks, kept, train, META.to_dict(), parameters)
+    elapsed = time.perf_counter() - started
     model, masks_in, kept_in, train_in, jmds, config, device = calls["score_weights"]
     assert masks_in is masks and kept_in is kept[KEPT] and train_in is train
     assert jmds == run_config_of(parameters).jmds and device == "cpu"
@@ -329,7 +332,7 @@ def test_score_round_scores_weights_or_whole_units(monkeypatch, granularity: str
     assert evidence["num_active"] == 40
     assert evidence["stationarity"] == {"relative": 0.01}
     assert evidence["timings"] == {"total": 0.5}
-    assert evidence["seconds"] >= 0
+    assert 0 <= evidence["seconds"] <= elapsed  # the node's own time, within the call's
 
 
 def test_score_round_samples_labels_sequences_minus_one(monkeypatch) -> None:
@@ -346,8 +349,10 @@ def test_score_round_samples_labels_sequences_minus_one(monkeypatch) -> None:
              "id": torch.arange(7, 7 + n)}
     kept = {KEPT: torch.tensor([True, True, False, True]), "id": train["id"]}
     before, after = {"a": torch.ones(2, dtype=torch.bool)}, {"a": torch.zeros(2, dtype=torch.bool)}
+    started = time.perf_counter()
     table, scoring = score_round_samples(_state(), before, after, kept, train, META.to_dict(),
                                          _parameters())
+    elapsed = time.perf_counter() - started
     assert seen == [(after, kept[KEPT], "cpu")]
     assert table["label"].tolist() == [-1] * 4  # a sequence has no single label
     assert table["id"].tolist() == [7, 8, 9, 10]
@@ -357,4 +362,32 @@ def test_score_round_samples_labels_sequences_minus_one(monkeypatch) -> None:
     assert table["leverage"].tolist() == [0.5, 1.0, 1.5, 2.0]
     assert str(table["contribution"].dtype) == "float64"
     SampleTableSchema.validate(table)
-    assert scoring["timings"] == {"total": 0.25} and scoring["seconds"] >= 0
+    assert scoring["timings"] == {"total": 0.25}
+    assert 0 <= scoring["seconds"] <= elapsed
+
+
+def test_round_one_refuses_a_pretraining_record_without_the_rewind_samples() -> None:
+    old = {"seconds": 8.0, "samples_seen": 400, "rewind_seconds": 2.0}  # no rewind_samples
+    with pytest.raises(ValueError, match=_exactly(
+            "dense_training.json has no 'rewind_samples' (written before jmds.score_from "
+            "existed); rerun: kedro run --pipelines=pretraining")):
+        nodes.round_one_state(_state(1), _state(2), old, make_blobs(n=6), META.to_dict(),
+                              _parameters(score_from="rewind"))
+    # scoring the dense model needs only the dense run's own counts
+    _, log = nodes.round_one_state(_state(1), _state(2), old, make_blobs(n=6), META.to_dict(),
+                                   _parameters(score_from="dense"))
+    assert (log["seconds"], log["samples_seen"]) == (8.0, 400)
+
+
+def test_round_one_evaluates_with_the_runs_settings(monkeypatch) -> None:
+    calls = []
+    monkeypatch.setattr(nodes, "evaluate", lambda model, split, **kwargs:
+                        calls.append((model, split, kwargs)) or {"accuracy": 0.5})
+    val = make_blobs(n=6)
+    dense = _state(1)
+    _, log = nodes.round_one_state(dense, _state(2), {"seconds": 1.0, "samples_seen": 4},
+                                   val, META.to_dict(), _parameters(score_from="dense"))
+    ((model, split, kwargs),) = calls
+    assert split is val and log["val"] == {"accuracy": 0.5}
+    assert torch.equal(model.state_dict()["net.fc1.weight"], dense["net.fc1.weight"])
+    assert kwargs == {"task": "classification", "batch_size": 9, "device": "cpu"}
