@@ -236,6 +236,13 @@ def test_jmds_grid_runs_each_grid_point_for_the_grid_seeds(monkeypatch) -> None:
     assert [t.get_text() for t in axis.get_xticklabels()] == ["20%", "40%", "60%"]
     assert [t.get_text() for t in axis.get_yticklabels()] == ["50%", "80%"]
     assert (axis.get_xlabel(), axis.get_ylabel()) == ("data sparsity", "model sparsity")
+    assert axis.get_title() == "JMDS test accuracy"
+    bottom, top = axis.get_ylim()
+    assert bottom < top  # the lowest model sparsity at the bottom, as its tick label says
+    # each cell's value written in the middle of the cell, readable on the colour map
+    assert {(t.get_position(), t.get_ha(), t.get_va(), t.get_color())
+            for t in axis.texts[:2]} == {((0, 0), "center", "center", "w"),
+                                         ((1, 0), "center", "center", "w")}
     # cell (model m, data d): the mean over seeds 1 and 2 = 1 − m/2 − d/4 − 0.015
     cells = [t.get_text() for t in axis.texts]
     expected = [f"{1 - m / 2 - d / 4 - 0.015:.3f}" for m in (0.5, 0.8)

@@ -67,6 +67,8 @@ def test_evaluate_dense_passes_the_runs_settings_to_run_metrics(monkeypatch) -> 
         return {"test_accuracy": 0.5, "test_loss": 1.0}
 
     monkeypatch.setattr(nodes, "run_metrics", fake_metrics)
+    printed = []
+    monkeypatch.setattr(nodes, "print_summary", lambda title, runs: printed.append((title, runs)))
     state, test = _state(1), make_blobs(n=10)
     metrics = evaluate_dense(state, test, META.to_dict(), {"seconds": 3.0, "samples_seen": 7},
                              _parameters())
@@ -78,6 +80,7 @@ def test_evaluate_dense_passes_the_runs_settings_to_run_metrics(monkeypatch) -> 
                       "batch_size": 5}
     assert metrics == {"dataset": "digits", "model": "mlp", "seed": 4,
                        "test_accuracy": 0.5, "test_loss": 1.0}
+    assert printed == [("digits / mlp", {"dense": {"test_accuracy": 0.5, "test_loss": 1.0}})]
 
 
 def _trace() -> pd.DataFrame:
