@@ -299,3 +299,9 @@ def test_score_weights_follows_prune_model_and_granularity() -> None:
     data_only = score_weights(model, masks, kept, data,
                               channel.model_copy(update={"prune_model": False}), config)
     assert not data_only.evidence.unit_scores
+
+
+def test_tied_units_go_in_group_order() -> None:
+    groups, masks = _four_units()
+    new = prune_channels_to_target(torch.ones(4, dtype=torch.float64), groups, masks, 0.5)
+    assert new["w"].all(1).tolist() == [False, False, True, True]
