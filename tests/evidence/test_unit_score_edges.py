@@ -166,9 +166,34 @@ def test_unit_set_scores_of_an_unmasked_layer_and_of_every_unit():
     # single-unit sets agree with the per-unit scores
     per_unit, _ = unit_scores(block, a, "diag")
     assert float(score[0]) == pytest.approx(float(per_unit[1]), rel=1e-9)
-    # first_order sets with num_data = 0: floored, finite
+    # first_order sets with num_data = 0: divided by the floor 1e-300, not by 0 or 1
     fo, fo_parts = unit_set_scores(block, a, [[2]], "first_order", num_data=0.0)
-    assert math.isfinite(float(fo[0])) and float(fo_parts["occam"][0]) == 0.0
+    h = torch.kron(block.G, block.A).diagonal().reshape(4, 3)
+    sal = float((block.theta[2].abs() * h[2]).sum())
+    assert float(fo[0]) == pytest.approx(-sal / 1e-300, rel=1e-9)
+    assert float(fo_parts["occam"][0]) == 0.0
+    # defaults: kind "diag", num_data 1
+    default, _ = unit_set_scores(block, a, [[2], [0, 1]])
+    torch.testing.assert_close(default, unit_set_scores(block, a, [[2], [0, 1]], "diag")[0])
+    one, _ = unit_set_scores(block, a, [[2]], "first_order")
+    assert float(one[0]) == pytest.approx(-sal, rel=1e-12)
+    # an empty set does not end the loop: later sets are still scored
+    after, _ = unit_set_scores(block, a, [[], [1]], "diag")
+    assert bool(torch.isposinf(after[0])) and float(after[1]) == pytest.approx(float(score[0]))
+
+
+def test_unit_scores_with_two_active_rows_and_default_num_data():
+    """Two active rows: each unit's leave-one-out G has a single eigenvalue."""
+    rows = torch.tensor([True, False, True])
+    cols = torch.tensor([True, True, False, True])
+    block = _block(3, 4, rows, cols, seed=9)
+    a = torch.tensor([0.35], dtype=torch.float64)
+    score, _ = unit_scores(block, a, "diag")
+    torch.testing.assert_close(score, _dense_diag_scores(block, 0.35), rtol=1e-9, atol=1e-9)
+    default, _ = unit_scores(block, a, "first_order")
+    torch.testing.assert_close(default, unit_scores(block, a, "first_order", num_data=1.0)[0])
+    mat = torch.tensor([[2.0, 0.5], [0.5, 3.0]], dtype=torch.float64)
+    assert leave_one_out_eigvals(mat).tolist() == [[3.0], [2.0]]
 
 
 def test_block_unit_scores_selects_wanted_kfac_layers():

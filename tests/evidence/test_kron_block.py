@@ -1,0 +1,370 @@
+"""``KronBlock`` on its own against dense algebra: P = G ⊗ A + αI formed explicitly (entry
+(o, i) of the d_out × d_in view at o·d_in + i), inverted and log-det'ed with torch.linalg.
+
+Factors from explicit sums over samples, each leverage route against Σ_k w_k ψ_kᵀ M ψ_k
+with ψ_k = Σ_r g_rk a_rᵀ formed per sample, the masked log det against its two Hadamard
+bounds computed densely, and the cost model against counts worked out by hand."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from jmds_pipeline.evidence.curvature import kfac
+from jmds_pipeline.evidence.curvature.kfac import (
+    DIAG_MAX_ACTIVE,
+    SPARSE_MAX_GATHERED,
+    KronBlock,
+    _eigh,
+    rectangle,
+)
+from jmds_pipeline.evidence.footprint import leverage_method
+
+D_OUT, D_IN = 3, 4
+
+
+def _psd(n: int, g: torch.Generator) -> torch.Tensor:
+    m = torch.randn(n, n + 1, generator=g, dtype=torch.float64)
+    return m @ m.t() / n
+
+
+def _block(mask=None, seed=0) -> KronBlock:
+    g = torch.Generator().manual_seed(seed)
+    blk = KronBlock(
+        SimpleNamespace(),
+        A=_psd(D_IN, g),
+        G=_psd(D_OUT, g),
+        theta=torch.randn(D_OUT, D_IN, generator=g, dtype=torch.float64),
+        mask=mask,
+    )
+    blk.lam_a, blk.V = _eigh(blk.A)
+    blk.lam_g, blk.U = _eigh(blk.G)
+    return blk
+
+
+def _dense(blk: KronBlock, alpha: float) -> torch.Tensor:
+    n = D_OUT * D_IN
+    return torch.kron(blk.G, blk.A) + alpha * torch.eye(n, dtype=torch.float64)
+
+
+def _mask(seed=3, keep=0.55) -> torch.Tensor:
+    m = torch.rand(D_OUT, D_IN, generator=torch.Generator().manual_seed(seed)) < keep
+    m[0] = False  # one fully pruned row
+    m[1] = True  # one full row
+    return m
+
+
+ALPHA = 0.6
+AL = torch.tensor([ALPHA], dtype=torch.float64)
+
+
+# ------------------------------------------------------------------ factors
+
+
+def test_accumulate_and_finalise_against_explicit_sums():
+    g = torch.Generator().manual_seed(1)
+    blk = KronBlock(
+        SimpleNamespace(),
+        A=torch.zeros(D_IN, D_IN, dtype=torch.float64),
+        G=torch.zeros(D_OUT, D_OUT, dtype=torch.float64),
+        theta=torch.zeros(D_OUT, D_IN, dtype=torch.float64),
+    )
+    b, r, k = 5, 3, 2
+    a = torch.randn(b, r, D_IN, generator=g, dtype=torch.float64)
+    gr = torch.randn(k, b, r, D_OUT, generator=g, dtype=torch.float64)
+    w = torch.rand(b, generator=g, dtype=torch.float64) + 0.1
+    wk = torch.rand(k, b, generator=g, dtype=torch.float64) + 0.1
+    blk.accumulate_a(a, w)
+    blk.accumulate_a(a[:2], w[:2])  # sums add up
+    blk.accumulate_g(gr, wk)
+    want_a = sum(w[i] * a[i, t, :, None] * a[i, t, None, :] / r for i in range(b) for t in range(r))
+    want_a = want_a + sum(
+        w[i] * a[i, t, :, None] * a[i, t, None, :] / r for i in range(2) for t in range(r)
+    )
+    want_g = sum(
+        wk[c, i] * gr[c, i, t, :, None] * gr[c, i, t, None, :]
+        for c in range(k)
+        for i in range(b)
+        for t in range(r)
+    )
+    torch.testing.assert_close(blk.A, want_a)
+    torch.testing.assert_close(blk.G, want_g)
+    blk.finalise(2.5)
+    torch.testing.assert_close(blk.A, want_a / 2.5)
+    torch.testing.assert_close(blk.G, want_g)  # G is not normalised
+    torch.testing.assert_close(blk.V @ torch.diag(blk.lam_a) @ blk.V.t(), want_a / 2.5)
+    torch.testing.assert_close(blk.U @ torch.diag(blk.lam_g) @ blk.U.t(), want_g)
+    # no weight at all: A is divided by the floor, not by zero
+    z = KronBlock(
+        SimpleNamespace(),
+        A=torch.eye(2).double(),
+        G=torch.eye(2).double(),
+        theta=torch.zeros(2, 2).double(),
+    )
+    z.finalise(0.0)
+    assert torch.equal(z.A, torch.eye(2).double() / 1e-300)
+
+
+def test_eigh_symmetrises_clamps_and_retries_with_jitter(monkeypatch):
+    mat = torch.tensor(
+        [[2.0, 1.0], [0.0, -3.0]], dtype=torch.float64
+    )  # sym part [[2, .5], [.5, -3]]
+    lam, vec = _eigh(mat)
+    sym = torch.tensor([[2.0, 0.5], [0.5, -3.0]], dtype=torch.float64)
+    true = torch.linalg.eigvalsh(sym)
+    assert lam.tolist() == pytest.approx([0.0, float(true[1])])  # negative clamped to 0
+    torch.testing.assert_close(vec @ torch.diag(true) @ vec.t(), sym)
+    calls = []
+    real = torch.linalg.eigh
+
+    def flaky(m):
+        calls.append(m.clone())
+        if len(calls) == 1:
+            raise RuntimeError("failed to converge")
+        return real(m)
+
+    monkeypatch.setattr(torch.linalg, "eigh", flaky)
+    good = torch.tensor([[4.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+    lam2, _ = _eigh(good)
+    assert len(calls) == 2
+    torch.testing.assert_close(calls[1], good + 4e-10 * torch.eye(2, dtype=torch.float64))
+    torch.testing.assert_close(lam2, torch.linalg.eigvalsh(good) + 4e-10)
+    calls.clear()
+    _eigh(torch.zeros(2, 2, dtype=torch.float64))  # jitter floored at 1e-10 · 1e-30
+    torch.testing.assert_close(calls[1], 1e-40 * torch.eye(2, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ masks, diagonals, log det
+
+
+def test_mask_normalisation_and_rectangle():
+    assert _block(torch.ones(D_OUT, D_IN, dtype=torch.bool)).mask is None
+    meta = torch.empty(D_OUT, D_IN, dtype=torch.bool, device="meta")
+    assert _block_meta(meta).mask is meta  # a meta mask has no values: kept
+    m = _mask()
+    assert _block(m).mask is m
+    assert rectangle(None) is None
+    assert rectangle(m) is None
+    rows = torch.tensor([True, False, True])
+    cols = torch.tensor([False, True, True, True])
+    got = rectangle(rows[:, None] & cols[None, :])
+    assert got[0].tolist() == rows.tolist() and got[1].tolist() == cols.tolist()
+    empty = rectangle(torch.zeros(2, 3, dtype=torch.bool))
+    assert not bool(empty[0].any()) and not bool(empty[1].any())
+
+
+def _block_meta(mask):
+    meta = torch.device("meta")
+    return KronBlock(
+        None,
+        A=torch.empty(D_IN, D_IN, device=meta),
+        G=torch.empty(D_OUT, D_OUT, device=meta),
+        theta=torch.empty(D_OUT, D_IN, device=meta),
+        mask=mask,
+    )
+
+
+def test_diagonals_against_dense_inverse():
+    blk = _block()
+    p = _dense(blk, ALPHA)
+    torch.testing.assert_close(blk.diag_h().reshape(-1), torch.kron(blk.G, blk.A).diagonal())
+    torch.testing.assert_close(blk.diag_inv(AL).reshape(-1), torch.linalg.inv(p).diagonal())
+    # group 1 of a two-group α
+    blk.group = 1
+    two = torch.tensor([5.0, ALPHA], dtype=torch.float64)
+    torch.testing.assert_close(blk.diag_inv(two).reshape(-1), torch.linalg.inv(p).diagonal())
+    assert float(blk.prior_of(two)) == ALPHA
+
+
+def test_log_det_unmasked_rectangular_and_element_masks():
+    blk = _block()
+    p = _dense(blk, ALPHA)
+    assert float(blk.logdet(AL)) == pytest.approx(float(torch.logdet(p)), rel=1e-12)
+    # rectangular (rows 0, 2 × columns 1, 2, 3): exact
+    rows = torch.tensor([True, False, True])
+    cols = torch.tensor([False, True, True, True])
+    rect = _block(rows[:, None] & cols[None, :])
+    s = torch.nonzero((rows[:, None] & cols[None, :]).reshape(-1)).squeeze(1)
+    want = float(torch.logdet(p[s][:, s]))
+    assert float(rect.logdet(AL)) == pytest.approx(want, rel=1e-12)
+    assert float(rect.logdet(AL)) == pytest.approx(want, rel=1e-12)  # cached second call
+    # element mask: the smaller of Σ_S log P_jj and log det P + Σ_{j∉S} log (P⁻¹)_jj
+    for seed in range(4):
+        m = _mask(seed)
+        blk = _block(m)
+        flat = m.reshape(-1)
+        direct = float(torch.log(p.diagonal()[flat]).sum())
+        schur = float(torch.logdet(p) + torch.log(torch.linalg.inv(p).diagonal()[~flat]).sum())
+        exact = float(torch.logdet(p[flat][:, flat]))
+        got = float(blk.logdet(AL))
+        assert got == pytest.approx(min(direct, schur), rel=1e-12)
+        assert got >= exact - 1e-9  # an upper bound
+    # one weight removed: the Schur form is exact
+    one = torch.ones(D_OUT, D_IN, dtype=torch.bool)
+    one[2, 1] = False
+    keep = one.reshape(-1)
+    assert float(_block(one).logdet(AL)) == pytest.approx(
+        float(torch.logdet(p[keep][:, keep])), rel=1e-12
+    )
+    out = _block(m).logdet(AL)
+    assert out.dtype == torch.float64 and out.device.type == "cpu" and out.shape == ()
+
+
+def test_group_stats_count_active_weights():
+    m = _mask()
+    blk = _block(m)
+    blk.theta = blk.theta * m
+    blk.group = 1
+    sq, num = torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.float64)
+    blk.group_stats(sq, num)
+    assert num.tolist() == [0.0, float(m.sum())]
+    assert sq[1] == pytest.approx(float((blk.theta**2).sum()))
+    full = _block()
+    full.group_stats(sq, num)
+    assert num.tolist() == [float(D_OUT * D_IN), float(m.sum())]
+
+
+# ------------------------------------------------------------------ leverage routes
+
+
+def _data(b=4, r=3, k=2, seed=5):
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(b, r, D_IN, generator=g, dtype=torch.float64)
+    gr = torch.randn(k, b, r, D_OUT, generator=g, dtype=torch.float64)
+    wk = torch.rand(k, b, generator=g, dtype=torch.float64) + 0.2
+    return a, gr, wk
+
+
+def _exact(blk, a, gr, wk, mask=None) -> torch.Tensor:
+    """Σ_k w_k ψ_S,kᵀ (P⁻¹)_SS ψ_S,k with ψ_k = Σ_r g_rk a_rᵀ, per sample."""
+    inv = torch.linalg.inv(_dense(blk, ALPHA))
+    if mask is not None:
+        keep = mask.reshape(-1).double()
+        inv = inv * keep[:, None] * keep[None, :]
+    out = torch.zeros(a.shape[0], dtype=torch.float64)
+    for i in range(a.shape[0]):
+        for c in range(gr.shape[0]):
+            psi = (gr[c, i].t() @ a[i]).reshape(-1)
+            out[i] += wk[c, i] * psi @ inv @ psi
+    return out
+
+
+def test_unmasked_routes_against_dense():
+    blk = _block()
+    a, gr, wk = _data()
+    want = _exact(blk, a, gr, wk)
+    for method in ("rotate", "matrix"):
+        torch.testing.assert_close(blk.leverage(a, gr, wk, AL, method), want)
+    # kron: tr(P⁻¹ (A_i ⊗ G_i)) with A_i = Σ_r a aᵀ / R, G_i = Σ_k w_k Σ_r g gᵀ
+    inv = torch.linalg.inv(_dense(blk, ALPHA))
+    kron = torch.zeros(4, dtype=torch.float64)
+    for i in range(4):
+        a_i = a[i].t() @ a[i] / 3
+        g_i = sum(wk[c, i] * gr[c, i].t() @ gr[c, i] for c in range(2))
+        kron[i] = torch.trace(inv @ torch.kron(g_i, a_i))
+    torch.testing.assert_close(blk.leverage(a, gr, wk, AL, "kron"), kron)
+    # R = 1: kron is exact
+    a1, g1, w1 = _data(r=1)
+    torch.testing.assert_close(blk.leverage(a1, g1, w1, AL, "kron"), _exact(blk, a1, g1, w1))
+
+
+@pytest.mark.parametrize("seed", [3, 4])
+def test_masked_routes_against_dense(seed, monkeypatch):
+    m = _mask(seed)
+    blk = _block(m)
+    a, gr, wk = _data()
+    want = _exact(blk, a, gr, wk, m)
+    for method in ("masked", "masked_dense"):
+        torch.testing.assert_close(blk.leverage(a, gr, wk, AL, method), want)
+    # the sparse route a row block at a time (gathered V not kept) gives the same numbers
+    monkeypatch.setattr(kfac, "SPARSE_MAX_GATHERED", 1)
+    fresh = _block(m)
+    torch.testing.assert_close(fresh.leverage(a, gr, wk, AL, "masked"), want)
+    assert not any(k[0] == "v" for k in fresh._gathered)
+    monkeypatch.setattr(kfac, "SPARSE_MAX_GATHERED", SPARSE_MAX_GATHERED)
+    kept = _block(m)
+    kept.leverage(a, gr, wk, AL, "masked")
+    assert any(k[0] == "v" for k in kept._gathered)
+    torch.testing.assert_close(kept.leverage(a, gr, wk, AL, "masked"), want)  # from the cache
+
+
+def test_masked_diag_route_is_its_stated_approximation():
+    m = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
+    m[1, :2] = True
+    m[2, 3] = True
+    blk = _block(m)
+    rho = 3 / 12
+    a, gr, wk = _data()
+    inv_diag = torch.linalg.inv(_dense(blk, ALPHA)).diagonal() * m.reshape(-1)
+    want = torch.zeros(4, dtype=torch.float64)
+    for i in range(4):
+        for c in range(2):
+            psi = (gr[c, i].t() @ a[i]).reshape(-1)
+            want[i] += wk[c, i] * (1 - rho) * (inv_diag * psi**2).sum()
+    torch.testing.assert_close(blk.leverage(a, gr, wk, AL, "masked_diag"), want)
+
+
+def test_fully_pruned_layer_has_zero_leverage():
+    blk = _block(torch.zeros(D_OUT, D_IN, dtype=torch.bool))
+    a, gr, wk = _data()
+    out = blk.leverage(a, gr, wk, AL, "masked")
+    assert torch.equal(out, torch.zeros(4, dtype=torch.float64))
+
+
+# ------------------------------------------------------------------ cost model
+
+
+def test_leverage_cost_by_hand():
+    blk = _block()
+    # R = 1: kron, rotate cost r·d_in² + k·r·d_out² plus d_in·d_out
+    assert blk.leverage_cost(1, 2, "exact") == ("kron", 16 + 2 * 9 + 12)
+    # R = 5, K = 2, exact: rotate = 5·16 + 2·5·9 + 2·5·12 = 290, matrix = 2·(5·12 + 12·7) = 288
+    assert blk.leverage_cost(5, 2, "exact") == ("matrix", 288)
+    # R = 5, K = 1: rotate = 80 + 45 + 60 = 185, matrix = 60 + 84 = 144
+    assert blk.leverage_cost(5, 1, "exact") == ("matrix", 144)
+    # R = 2, K = 1: rotate = 32 + 18 + 24 = 74, matrix = 24 + 84 = 108
+    assert blk.leverage_cost(2, 1, "exact") == ("rotate", 74)
+    # kron allowed: rotate part 32 + 18 = 50, + 12 = 62 < 74
+    assert blk.leverage_cost(2, 1, "kron") == ("kron", 62)
+    # masked rows: psi = r·d_in·d_out; masked (sparse) adds d_out·s·d_in + d_out²·d_in
+    m = _mask(3)
+    mb = _block(m)
+    s = int(m.sum(1).max())
+    assert s == D_IN
+    assert mb.leverage_cost(5, 2, "exact") == ("masked", 2 * (60 + 3 * s * 4 + 9 * 4))
+    assert mb.leverage_cost(5, 2, "kron", "dense") == ("masked_dense", 2 * (60 + 12 * 7))
+    narrow = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
+    narrow[0, 0] = narrow[1, 1] = narrow[2, 1] = True
+    nb = _block(narrow)
+    assert nb._row_width() == 1 and nb._active_fraction() == pytest.approx(0.25)
+    assert nb.leverage_cost(5, 2, "exact", "sparse") == ("masked", 2 * (60 + 3 * 1 * 4 + 36))
+    assert nb.leverage_cost(5, 2, "exact", "diag") == ("masked_diag", 2 * (60 + 12))
+    # above DIAG_MAX_ACTIVE the diag route falls back to the exact sparse one
+    dense = torch.ones(D_OUT, D_IN, dtype=torch.bool)
+    dense[0, 0] = dense[2, 3] = False
+    assert dense.double().mean() > DIAG_MAX_ACTIVE
+    assert _block(dense).leverage_cost(5, 2, "exact", "diag") == (
+        "masked",
+        2 * (60 + 3 * 4 * 4 + 36),
+    )
+    at = torch.zeros(5, 10, dtype=torch.bool)
+    at.view(-1)[: int(DIAG_MAX_ACTIVE * 50)] = True  # exactly at the cap: still diag
+    cap = KronBlock(
+        None, A=torch.zeros(10, 10), G=torch.zeros(5, 5), theta=torch.zeros(5, 10), mask=at
+    )
+    assert cap.leverage_cost(1, 1, "exact", "diag")[0] == "masked_diag"
+
+
+def test_leverage_method_allocates_nothing():
+    """On ``meta``: a layer far beyond memory (10⁶ × 10⁶) is costed without allocating."""
+    d = 10**6
+    assert leverage_method(d, d, positions=1, vectors=1, masked=False) == ("kron", 3 * d * d)
+    method, cost = leverage_method(d, d, positions=1, vectors=2, masked=True)
+    # meta mask: row width taken as d_in
+    assert (method, cost) == ("masked", 2 * (d * d + d * d * d + d * d * d))
+    # d_in 10, d_out 8, R 2, K 1: kron 200 + 128 + 80 = 408 < rotate 328 + 160 = 488
+    kron = leverage_method(10, 8, positions=2, vectors=1, masked=False, mode="kron")
+    assert kron == ("kron", 408)
+    assert leverage_method(10, 8, positions=2, vectors=1, masked=False) == ("rotate", 488)
