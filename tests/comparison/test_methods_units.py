@@ -277,6 +277,7 @@ def test_imp_runs_magnitude_rounds_to_the_model_budget(monkeypatch, imp_round_ep
     ((call),) = retrain_calls(retrain)
     assert call["masks"] is outcome.masks and call["kept"] is None
     assert call["extra_seconds"] == 3.5 and call["method"] == "imp"
+    assert call["context"] is context and call["dense"] is dense
     assert call["budget"] == Budget(0.6, 0.3) and call["extra_samples"] == 17
     assert call["on_batch"] is None and call["prior_precision"] is None
     assert call["pretraining_seconds"] is None and call["epochs"] is None
@@ -286,10 +287,13 @@ def test_random_pruning_prunes_exactly_the_budget_and_honours_the_seed(monkeypat
     context = tiny_context(n=8)
     retrain = fake_retrain()
     monkeypatch.setattr(M, "_retrain_and_measure", retrain)
-    for seed in (3, 3, 4):
-        M.run_random_pruning(context, tiny_dense(context, seed=seed), Budget(0.25, 0.5))
-    calls = retrain_calls(retrain)
-    for call in calls:
+    denses = [tiny_dense(context, seed=seed) for seed in (3, 3, 4)]
+    for dense in denses:
+        row = M.run_random_pruning(context, dense, Budget(0.25, 0.5))
+        assert row == {"method": "random_pruning"}
+    calls = retrain_calls(retrain, context)
+    for call, dense in zip(calls, denses, strict=True):
+        assert call["dense"] is dense
         masks = call["masks"]
         assert list(masks) == [FC1] and masks[FC1].dtype == torch.bool
         assert int((~masks[FC1]).sum()) == 6  # 25 % of 24 weights
@@ -314,7 +318,7 @@ def test_forgetting_keeps_the_most_forgotten_rows(monkeypatch) -> None:
     retrain = fake_retrain()
     monkeypatch.setattr(M, "_retrain_and_measure", retrain)
     assert M.run_forgetting(context, dense, Budget(0.0, 0.25)) == {"method": "forgetting"}
-    ((call),) = retrain_calls(retrain)
+    ((call),) = retrain_calls(retrain, context, dense)
     assert call["masks"] is None and call["kept"].tolist() == TOP6
     assert call["extra_seconds"] == 0.0 and call["method"] == "forgetting"
     assert call["budget"] == Budget(0.0, 0.25) and call["extra_samples"] == 0
@@ -329,7 +333,7 @@ def test_early_models_train_independent_seeds_for_a_fraction_of_the_epochs(monke
 
     def train(model, train, config, **kwargs):
         starts.append({k: v.clone() for k, v in model.state_dict().items()})
-        calls.append(kwargs | {"train": train})
+        calls.append(kwargs | {"train": train, "config": config})
         return TrainOutcome(samples_seen=11)
 
     monkeypatch.setattr(M, "train_model", train)
@@ -342,6 +346,8 @@ def test_early_models_train_independent_seeds_for_a_fraction_of_the_epochs(monke
     assert [c["seed"] for c in calls] == [3000, 3001, 3002]
     assert all(c["epochs"] == 3 and c["description"] == "el2n" and c["device"] == "dev0"
                and c["train"] is context.train for c in calls)
+    assert all(c["config"] == context.config.training and c["config"].epochs == 10
+               for c in calls)
     # a tiny fraction still trains one epoch; the default is 2 models at 10 % of the epochs
     short = tiny_context(n=8, config=tiny_config(training={"epochs": 10}),
                          el2n_models=1, el2n_epoch_fraction=0.01)
@@ -375,7 +381,7 @@ def test_el2n_and_grand_keep_the_highest_scores_and_charge_the_early_models(
     ((args, kwargs),) = scores.calls
     assert args == (models, context.train["x"], context.train["y"])
     assert kwargs == {"device": "dev0"}
-    ((call),) = retrain_calls(retrain)
+    ((call),) = retrain_calls(retrain, context, dense)
     assert call["kept"].tolist() == TOP6 and call["masks"] is None
     # GraNd's scoring pass (2.5 s on the fake clock) is charged on top of the models' 5 s
     assert call["extra_seconds"] == (7.5 if method == "grand" else 5.0)
@@ -387,10 +393,13 @@ def test_random_data_keeps_the_budget_and_honours_the_seed(monkeypatch) -> None:
     context = tiny_context(n=40)
     retrain = fake_retrain()
     monkeypatch.setattr(M, "_retrain_and_measure", retrain)
-    for seed in (3, 3, 4):
-        M.run_random_data(context, tiny_dense(context, seed=seed), Budget(0.0, 0.25))
-    calls = retrain_calls(retrain)
-    for call in calls:
+    denses = [tiny_dense(context, seed=seed) for seed in (3, 3, 4)]
+    for dense in denses:
+        row = M.run_random_data(context, dense, Budget(0.0, 0.25))
+        assert row == {"method": "random_data"}
+    calls = retrain_calls(retrain, context)
+    for call, dense in zip(calls, denses, strict=True):
+        assert call["dense"] is dense and call["budget"] == Budget(0.0, 0.25)
         assert call["kept"].dtype == torch.bool and int(call["kept"].sum()) == 30
         assert call["masks"] is None and call["extra_seconds"] == 0.0
         assert call["method"] == "random_data" and call["extra_samples"] == 0
@@ -447,7 +456,7 @@ def test_phased_prunes_the_model_then_the_data_of_the_pruned_model(
     budget = Budget(0.6, 0.25)
     assert M.METHODS[method][0](context, dense, budget) == {"method": method, "final": True}
     assert prune.calls == [((context, dense, 0.6), {})]
-    first, final = retrain_calls(retrain)
+    first, final = retrain_calls(retrain, context, dense)
     assert first["masks"] is masks and first["kept"] is None
     assert first["extra_seconds"] == 3.0 and first["method"] == first_method
     assert first["budget"] == budget and callable(first["on_batch"])
@@ -493,7 +502,7 @@ def test_jmds_rounds_start_from_the_dense_model_and_retrain_with_the_rounds_resu
     assert config.seed == 3 and config.jmds is jmds and passed is jmds
     assert list(masks) == [FC1] and bool(masks[FC1].all())
     assert kwargs == {"task": "classification", "device": "dev0", "groups": None}
-    ((call),) = retrain_calls(fakes.retrain)
+    ((call),) = retrain_calls(fakes.retrain, context, dense)
     assert call["masks"] is outcome.masks and call["kept"] is outcome.kept
     assert call["extra_seconds"] == 3.5 and call["method"] == "name"
     assert call["budget"] == budget and call["prior_precision"] == 2.5
@@ -823,6 +832,8 @@ def test_tp_taylor_scores_on_at_most_1024_kept_rows_drawn_from_the_seed(monkeypa
     rows_seen = []
 
     def taylor(model, groups, example, x, y):
+        assert model is scored and len(groups) == 4
+        assert example.shape[1:] == (6,) and not bool(example.any())
         rows_seen.append((x[:, 0].long(), y))
         return torch.ones(len(groups))
 
@@ -831,11 +842,12 @@ def test_tp_taylor_scores_on_at_most_1024_kept_rows_drawn_from_the_seed(monkeypa
     masks = {FC1: torch.ones(4, 6, dtype=torch.bool),
              "net.fc1.bias": torch.ones(4, dtype=torch.bool)}
     drawn = []
+    scored = tiny_context(n=8).build(3)
     for seed in (3, 3, 4):
         run, context = _tp(monkeypatch, "taylor", n=1100, seed=seed)
         scorer = run.args[8]
         everything = torch.ones(1100, dtype=torch.bool)
-        scorer(context.build(3), masks, everything, weights=True, samples=False)
+        scorer(scored, masks, everything, weights=True, samples=False)
         rows, y = rows_seen.pop()
         assert len(rows) == 1024 and len(set(rows.tolist())) == 1024
         assert torch.equal(y, context.train["y"][rows])
@@ -843,7 +855,7 @@ def test_tp_taylor_scores_on_at_most_1024_kept_rows_drawn_from_the_seed(monkeypa
     assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[0], drawn[2])
     # only kept rows are scored: the first 600 rows dropped leaves the drawn rows above 600
     kept = torch.arange(1100) >= 600
-    scorer(context.build(3), masks, kept, weights=True, samples=False)
+    scorer(scored, masks, kept, weights=True, samples=False)
     rows, _ = rows_seen.pop()
     expected = [r for r in drawn[2].tolist() if r >= 600]
     assert rows.tolist() == expected and 0 < len(expected) < 500
@@ -863,7 +875,7 @@ def test_tp_methods_retrain_on_their_masks(monkeypatch, method, importance) -> N
     ((args, kwargs),) = prune.calls
     assert args[:3] == (context, dense, 0.6)
     assert (args[3] if len(args) > 3 else kwargs.get("importance", "magnitude")) == importance
-    ((call),) = retrain_calls(retrain)
+    ((call),) = retrain_calls(retrain, context, dense)
     assert call["masks"] is masks and call["kept"] is None and call["extra_seconds"] == 3.0
     assert call["method"] == method and call["budget"] == Budget(0.6, 0.0)
     assert call["extra_samples"] == 16
@@ -879,3 +891,18 @@ def test_dense_method_is_the_plain_retrain(monkeypatch) -> None:
     assert call["masks"] is None and call["kept"] is None and call["extra_seconds"] == 0.0
     assert call["budget"] == Budget(0.0, 0.0) and call["extra_samples"] == 0
     assert call["context"] is context and call["dense"] is dense
+
+
+def test_variant_runs_jmds_under_its_name_with_its_changes(monkeypatch) -> None:
+    # METHODS' variants are built at import; this builds one in the test itself
+    run = M._variant("jmds_probe", keep="low", strata=7)
+    assert run.__name__ == "run_jmds_probe"
+    context = tiny_context(n=8, config=tiny_config(jmds={"hard_cutoff": 0.2}))
+    dense = tiny_dense(context, seed=3)
+    monkeypatch.setattr(M, "_jmds", Recorder(lambda *args, **kwargs: (args, kwargs)))
+    args, kwargs = run(context, dense, Budget(0.6, 0.3))
+    assert args[:4] == (context, dense, Budget(0.6, 0.3), "jmds_probe") and kwargs == {}
+    jmds = args[4]
+    assert (jmds.keep, jmds.strata, jmds.hard_cutoff) == ("low", 7, 0.2)
+    assert (jmds.target_model_sparsity, jmds.target_data_sparsity, jmds.mode) == (
+        0.6, 0.3, "target")

@@ -71,14 +71,18 @@ class Recorder:
         return self.result(*args, **kwargs) if callable(self.result) else self.result
 
 
-def retrain_calls(recorder: Recorder) -> list[dict[str, Any]]:
+def retrain_calls(recorder: Recorder, context: Context | None = None,
+                  dense: DenseRun | None = None) -> list[dict[str, Any]]:
     """The recorded calls of a fake ``_retrain_and_measure``, by parameter name (defaults
-    filled in)."""
+    filled in); each must have been given ``context`` and ``dense`` when they are named."""
     out = []
     for args, kwargs in recorder.calls:
         bound = RETRAIN_SIGNATURE.bind(*args, **kwargs)
         bound.apply_defaults()
-        out.append(dict(bound.arguments))
+        call = dict(bound.arguments)
+        assert context is None or call["context"] is context
+        assert dense is None or call["dense"] is dense
+        out.append(call)
     return out
 
 
