@@ -368,3 +368,26 @@ def test_leverage_method_allocates_nothing():
     kron = leverage_method(10, 8, positions=2, vectors=1, masked=False, mode="kron")
     assert kron == ("kron", 408)
     assert leverage_method(10, 8, positions=2, vectors=1, masked=False) == ("rotate", 488)
+
+
+def test_meta_mask_is_costed_without_values():
+    """A ``meta`` mask has no values: ρ counts as 0 (the diag route) and s as d_in."""
+    meta = torch.empty(D_OUT, D_IN, dtype=torch.bool, device="meta")
+    blk = _block_meta(meta)
+    assert blk._active_fraction() == 0.0 and blk._row_width() == D_IN
+    assert blk.leverage_cost(5, 2, "exact", "diag") == ("masked_diag", 2 * (60 + 12))
+    assert blk.leverage_cost(5, 2, "exact") == ("masked", 2 * (60 + 3 * 4 * 4 + 9 * 4))
+
+
+def test_float32_masked_leverage_matches_float64():
+    """The sparse route gathers V in the samples' dtype: a float32 block gives the float64
+    numbers to float32 precision."""
+    m = _mask(4)
+    blk = _block(m)
+    a, gr, wk = _data()
+    want = _exact(blk, a, gr, wk, m)
+    for method in ("masked", "masked_dense", "rotate", "matrix", "kron"):
+        got = blk.leverage(a.float(), gr.float(), wk.float(), AL, method)
+        assert got.dtype == torch.float32
+        if method in ("masked", "masked_dense"):
+            torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-6)
