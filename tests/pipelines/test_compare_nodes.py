@@ -231,7 +231,8 @@ def test_jmds_grid_runs_each_grid_point_for_the_grid_seeds(monkeypatch) -> None:
     assert len(frame) == len(calls) == 12
     assert [(s, b.model_sparsity, b.data_sparsity) for _, s, b in calls[:6]] == [
         (1, m, d) for m in (0.5, 0.8) for d in (0.2, 0.4, 0.6)]
-    assert calls[0][0].train is train
+    context = calls[0][0]
+    assert context.train is train and context.val is val and context.test is test
     axis = figure.axes[0]
     assert [t.get_text() for t in axis.get_xticklabels()] == ["20%", "40%", "60%"]
     assert [t.get_text() for t in axis.get_yticklabels()] == ["50%", "80%"]
@@ -249,6 +250,11 @@ def test_jmds_grid_runs_each_grid_point_for_the_grid_seeds(monkeypatch) -> None:
                 for d in (0.2, 0.4, 0.6)]
     assert cells == expected
     assert len(figure.axes) == 2  # the heat map and its colour bar
+    # the colour bar spans the cells' values (it belongs to the heat map's image)
+    low, high = figure.axes[1].get_ylim()
+    assert (low, high) == pytest.approx((min(map(float, cells)), max(map(float, cells))),
+                                        abs=5e-4)
+    assert tuple(figure.get_size_inches()) == (5.5, 4.5)  # the saved heat map's size
     plt.close("all")
 
 

@@ -5,6 +5,7 @@ the figures (recorded by stand-ins)."""
 
 from __future__ import annotations
 
+import json
 from types import SimpleNamespace
 
 import pandas as pd
@@ -157,6 +158,9 @@ def test_evaluate_jmds_costs_sparsities_evidence_and_report(monkeypatch, rescale
                                                      if k not in ("dataset", "model", "seed")}}
     assert trace_in is trace
     assert config_json["jmds"]["rescale_kept"] is rescale and config_json["seed"] == 4
+    # JSON-typed (lists, not tuples): the report embeds it as JSON
+    assert json.loads(json.dumps(config_json)) == config_json
+    assert config_json["compare"]["seeds"] == [0, 1, 2]
 
     assert curves == "CURVES"
     assert recorder.calls["round_curves"] == ((trace, metrics["test_accuracy"]), {})

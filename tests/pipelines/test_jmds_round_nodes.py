@@ -81,6 +81,13 @@ def test_initial_sparsity_masks_every_hidden_weight_and_keeps_every_row() -> Non
     masks, _ = initial_sparsity(state, train, META.to_dict(),
                                 _parameters(include_output_layer=True))
     assert list(masks) == ["net.fc1.weight", "net.fc2.weight", "net.out.weight"]
+    # channel mode: also the biases of the hidden units (each unit is one row and its bias)
+    masks, _ = initial_sparsity(state, train, META.to_dict(),
+                                _parameters(granularity="channel"))
+    assert {name: tuple(m.shape) for name, m in masks.items()} == {
+        "net.fc1.weight": (8, 6), "net.fc2.weight": (5, 8), "net.fc1.bias": (8,),
+        "net.fc2.bias": (5,)}
+    assert all(bool(m.all()) for m in masks.values())
 
 
 @contextmanager
@@ -262,8 +269,8 @@ def test_update_mask_in_channel_mode_needs_the_metadata_and_passes_the_groups(
 
     monkeypatch.setattr(nodes, "next_masks", fake_next_masks)
     monkeypatch.setattr(nodes, "run_channel_groups",
-                        lambda run, meta, model: [("groups of", meta.name,
-                                                   tuple(model.state_dict()))])
+                        lambda run, meta, model: [("groups of", run.jmds.granularity,
+                                                   meta.name, tuple(model.state_dict()))])
     torch.manual_seed(123)
     before = torch.rand(1)
     torch.manual_seed(123)
@@ -272,7 +279,7 @@ def test_update_mask_in_channel_mode_needs_the_metadata_and_passes_the_groups(
     ((scores_in, masks_in, config, round_index, groups),) = calls
     assert scores_in is scores and masks_in is masks and round_index == 2
     assert config == run_config_of(parameters).jmds
-    assert groups == [("groups of", "digits", tuple(_state()))]
+    assert groups == [("groups of", "channel", "digits", tuple(_state()))]
     assert summary["active"].tolist() == [0]
     # weight granularity: no groups
     update_mask(scores, masks, _parameters(), META.to_dict(), round_index=1)
@@ -335,7 +342,8 @@ def test_score_round_scores_weights_or_whole_units(monkeypatch, granularity: str
     assert 0 <= evidence["seconds"] <= elapsed  # the node's own time, within the call's
 
 
-def test_score_round_samples_labels_sequences_minus_one(monkeypatch) -> None:
+@pytest.mark.parametrize("sequences", [True, False])
+def test_score_round_samples_labels_sequences_minus_one(monkeypatch, sequences: bool) -> None:
     n = 4
     result = SimpleNamespace(sample_contribution=torch.tensor([-1.0, -2.0, -3.0, -4.0]),
                              sample_loss=torch.tensor([0.5, 1.0, 1.5, 2.0]),
@@ -345,8 +353,8 @@ def test_score_round_samples_labels_sequences_minus_one(monkeypatch) -> None:
     monkeypatch.setattr(nodes, "score_samples",
                         lambda model, masks, kept, train, jmds, config, device:
                         seen.append((masks, kept, device)) or result)
-    train = {"x": torch.zeros(n, 6), "y": torch.zeros(n, 5, dtype=torch.long),
-             "id": torch.arange(7, 7 + n)}
+    y = torch.zeros(n, 5, dtype=torch.long) if sequences else torch.tensor([2, 0, 1, 2])
+    train = {"x": torch.zeros(n, 6), "y": y, "id": torch.arange(7, 7 + n)}
     kept = {KEPT: torch.tensor([True, True, False, True]), "id": train["id"]}
     before, after = {"a": torch.ones(2, dtype=torch.bool)}, {"a": torch.zeros(2, dtype=torch.bool)}
     started = time.perf_counter()
@@ -354,7 +362,8 @@ def test_score_round_samples_labels_sequences_minus_one(monkeypatch) -> None:
                                          _parameters())
     elapsed = time.perf_counter() - started
     assert seen == [(after, kept[KEPT], "cpu")]
-    assert table["label"].tolist() == [-1] * 4  # a sequence has no single label
+    # a sequence has no single label; a classifier's rows their class
+    assert table["label"].tolist() == ([-1] * 4 if sequences else [2, 0, 1, 2])
     assert table["id"].tolist() == [7, 8, 9, 10]
     assert table["kept"].tolist() == [True, True, False, True]
     assert table["contribution"].tolist() == [-1.0, -2.0, -3.0, -4.0]
