@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 
+import pytest
 import torch
 from torch import nn
 
@@ -15,7 +16,7 @@ from jmds_pipeline.sparsity.channels import (
     channel_mask_names,
     spread_group_scores,
 )
-from jmds_pipeline.sparsity.rounds import RoundScores, run_rounds
+from jmds_pipeline.sparsity.rounds import RoundScores, next_masks, run_rounds
 from jmds_pipeline.sparsity.weight_selection import magnitude_scores
 from jmds_pipeline.training.loop import cpu_state, train_model
 from tests.conftest import make_blobs, seeded_blob_mlp
@@ -205,3 +206,45 @@ def test_round_training_uses_the_run_seed() -> None:
     train_model(reference, train, _config().training, seed=5, masks=states[1][1], epochs=1)
     expected = cpu_state(reference)
     assert all(torch.equal(states[1][0][k], expected[k]) for k in expected)
+
+
+def test_next_masks_channel_mode_needs_groups_and_layerwise_scope_is_passed_on() -> None:
+    jmds = JMDSConfig(rounds=1, target_model_sparsity=0.5, granularity="channel")
+    with pytest.raises(ValueError, match=r"^jmds\.granularity = 'channel' needs the model's "
+                                         r"channel groups$"):
+        next_masks({"w": torch.zeros(2, 2)}, {"w": torch.ones(2, 2, dtype=torch.bool)}, jmds, 1)
+    # layer a is cheap everywhere: a global budget of 4 of 8 takes all of a, a layerwise
+    # one 2 of each layer (the cheapest two)
+    scores = {"a": torch.tensor([5.0, 6.0, 7.0, 8.0]), "b": torch.tensor([1.0, 2.0, 0.0, -1.0])}
+    masks = {n: torch.ones(4, dtype=torch.bool) for n in scores}
+    layerwise = JMDSConfig(rounds=1, target_model_sparsity=0.5, weight_scope="layerwise")
+    new = next_masks(scores, masks, layerwise, 1)
+    assert new["a"].tolist() == [True, True, False, False]
+    assert new["b"].tolist() == [False, False, True, True]
+    new = next_masks(scores, masks, JMDSConfig(rounds=1, target_model_sparsity=0.5), 1)
+    assert not bool(new["a"].any()) and bool(new["b"].all())
+
+
+def test_channel_rounds_follow_each_rounds_target() -> None:
+    """Two geometric rounds to ρ = 0.75 of 16 units × 7 entries: round 1 reaches
+    1 − 0.25^(1/2) = 0.5 (8 units, 56 entries), round 2 0.75 (12 units, 84 entries)."""
+    train, val = make_blobs(n=N), make_blobs(n=30, seed=1)
+    model = seeded_blob_mlp(None)
+    groups = channel_groups(model, ["0.weight"], torch.zeros(2, 6))
+    params = dict(model.named_parameters())
+    masks = {n: torch.ones_like(params[n], dtype=torch.bool)
+             for n in channel_mask_names(groups, ["0.weight"])}
+    jmds = JMDSConfig(rounds=2, round_epochs=1, target_model_sparsity=0.75, prune_data=False,
+                      granularity="channel")
+    units_seen = []
+
+    def scorer(model, masks, kept, *, weights, samples) -> RoundScores:
+        units_seen.append(int(masks["0.bias"].sum()))
+        unit = torch.arange(len(groups), dtype=torch.float64)
+        return RoundScores(weight_scores=spread_group_scores(groups, unit, masks))
+
+    outcome = run_rounds(seeded_blob_mlp, cpu_state(model), cpu_state(model), train, val,
+                         _config(), jmds, masks, scorer, task="classification",
+                         groups=groups)
+    assert units_seen == [16, 8]
+    assert outcome.masks["0.bias"].tolist() == [True] * 4 + [False] * 12
