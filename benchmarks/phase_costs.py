@@ -109,6 +109,32 @@ def _totals(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     return out
 
 
+def evidence_flops_by_op(context: methods.Context, seed: int = 0) -> dict[str, Any]:
+    """FLOPs of one evidence call on the untrained default model and all N rows, by
+    operator: without the sample pass (curvature, α, log Z), with it (phase C), and one
+    forward over the N rows for scale. ``mm`` in the sample pass is mostly the eigenbasis
+    projection of every sample's inputs (R·d_in² multiply-adds per conv layer)."""
+    from jmds_pipeline.evidence import estimate_evidence
+
+    model = context.build(seed)
+    x, y = context.train["x"], context.train["y"]
+    config = context.evidence_config(seed)
+    out: dict[str, Any] = {"rows": len(x), "fisher": config.fisher,
+                           "leverage": config.leverage}
+    for label, samples in (("no_sample_pass", False), ("sample_pass", True)):
+        with FlopCounterMode(display=False) as counter:
+            estimate_evidence(model, x, y, config=config, score_samples=samples,
+                              score_weights=False)
+        out[label] = {"total": counter.get_total_flops(), "by_op": {
+            str(op).split(".")[-1]: n for op, n in counter.get_flop_counts()["Global"].items()}}
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x)
+    out["forward_all_rows"] = counter.get_total_flops()
+    out["sample_pass_in_training_epochs"] = (out["sample_pass"]["total"]
+                                             / (3 * out["forward_all_rows"]))
+    return out
+
+
 def measure_phases(context: methods.Context, seed: int = 0) -> dict[str, Any]:
     """The ``phases`` entry: per method, per phase seconds/samples/FLOPs and ratios."""
     jmds = context.config.jmds
@@ -168,4 +194,5 @@ def measure_phases(context: methods.Context, seed: int = 0) -> dict[str, Any]:
         row["phase_share_of_seconds"] = {p: v["seconds"] / total["seconds"]
                                          for p, v in row["phases"].items()}
     return {"seed": seed, "budget": [budget.model_sparsity, budget.data_sparsity],
-            "score_from": jmds.score_from, "methods": rows}
+            "score_from": jmds.score_from, "methods": rows,
+            "evidence_flops_by_op": evidence_flops_by_op(context, seed)}
