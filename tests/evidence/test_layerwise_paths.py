@@ -145,3 +145,82 @@ def test_factors_of_a_layer_applied_twice_by_hand():
     torch.testing.assert_close(
         factors["head"][0], (w[:, None, None] * ah[:, :, None] * ah[:, None, :]).sum(0) / w.sum()
     )
+
+
+def test_mask_matrix_fills_the_unmasked_part_with_ones():
+    from jmds_pipeline.evidence.curvature.capture import Handler
+    from jmds_pipeline.evidence.curvature.layerwise import _mask_matrix
+
+    lin = nn.Linear(3, 2)
+    h = Handler("l", lin, "linear", {"weight": "l.weight", "bias": "l.bias"})
+    cpu = torch.device("cpu")
+    assert _mask_matrix(h, {}, cpu) is None
+    mw = torch.tensor([[True, False, True], [False, True, True]])
+    mb = torch.tensor([False, True])
+    only_w = _mask_matrix(h, {"l.weight": mw}, cpu)
+    assert only_w.tolist() == [[True, False, True, True], [False, True, True, True]]
+    only_b = _mask_matrix(h, {"l.bias": mb}, cpu)
+    assert only_b.tolist() == [[True, True, True, False], [True, True, True, True]]
+    both = _mask_matrix(h, {"l.weight": mw, "l.bias": mb}, cpu)
+    assert both.dtype == torch.bool and both.tolist() == [
+        [True, False, True, False],
+        [False, True, True, True],
+    ]
+    nobias = Handler("n", nn.Linear(3, 2, bias=False), "linear", {"weight": "n.weight"})
+    assert _mask_matrix(nobias, {"n.weight": mw}, cpu).tolist() == mw.tolist()
+    conv = nn.Conv1d(2, 2, 2)
+    hc = Handler("c", conv, "conv", {"weight": "c.weight", "bias": "c.bias"})
+    mc = torch.zeros(2, 2, 2, dtype=torch.bool)
+    mc[1, 0, 1] = True
+    got = _mask_matrix(hc, {"c.weight": mc}, cpu)
+    assert got.tolist() == [[False] * 4 + [True], [False, True, False, False, True]]
+
+
+def test_bias_only_mask_counts_and_scores():
+    model = _cnn()
+    x, y = _data()
+    mb = torch.tensor([True, False, True])
+    with torch.no_grad():
+        model[3].bias.mul_(mb)
+    for structure in ("kfac", "diag", "full"):
+        res = estimate_evidence(
+            model,
+            x,
+            y,
+            masks={"3.bias": mb},
+            prunable=["3.bias", "3.weight"],
+            config=EvidenceConfig(structure=structure, prior_precision=1.0),
+        )
+        total = sum(p.numel() for p in model.parameters())
+        assert res.num_active == total - 1, structure
+        assert torch.isinf(res.weight_scores["3.bias"]).tolist() == [False, True, False]
+        assert bool(torch.isfinite(res.weight_scores["3.weight"]).all())
+
+
+class _DeadBranch(nn.Module):
+    """A layer whose output never reaches the logits: its output gradient is None."""
+
+    def __init__(self, live: nn.Module) -> None:
+        super().__init__()
+        self.live = live
+        self.dead = nn.Linear(2 * 6, 4).double()
+
+    def forward(self, x):
+        self.dead(x.flatten(1))  # computed, unused
+        return self.live(x)
+
+
+@pytest.mark.parametrize("structure", ["kfac", "diag"])
+def test_a_layer_without_gradient_adds_only_its_prior(structure):
+    """H = 0 on the dead layer: its log det term is d log α, cancelled by the ratio, so log Z
+    changes by exactly −½ α ‖θ_dead‖² and nothing else does."""
+    live = _cnn()
+    x, y = _data()
+    net = _DeadBranch(copy.deepcopy(live))
+    cfg = EvidenceConfig(structure=structure, prior_precision=0.7)
+    with_dead = estimate_evidence(net, x, y, config=cfg)
+    without = estimate_evidence(live, x, y, config=cfg)
+    sq = sum(float((p.detach() ** 2).sum()) for p in net.dead.parameters())
+    assert with_dead.log_evidence == pytest.approx(without.log_evidence - 0.35 * sq, rel=1e-10)
+    assert with_dead.log_det_ratio == pytest.approx(without.log_det_ratio, rel=1e-10, abs=1e-10)
+    torch.testing.assert_close(with_dead.sample_leverage, without.sample_leverage)

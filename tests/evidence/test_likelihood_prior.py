@@ -408,3 +408,29 @@ def test_uniform_subsample_and_weight_rescale():
     assert 1 in bal.tolist()
     unif = [1 in select_subsample(w1, lab, 4, False, seed=s)[0].tolist() for s in range(10)]
     assert not all(unif)
+
+
+def test_skip_backward_draws_at_the_exact_limits(caplog):
+    """Whether a skipped batch draws follows the same limit as the batch itself: C passes
+    for classification, T·V for language modelling; and skipping never logs the warning."""
+    # classification, 3 classes, limit 5: exact, nothing drawn
+    cls = EvidenceConfig(exact_fisher_max_classes=5)
+    gen = torch.Generator().manual_seed(2)
+    with caplog.at_level(logging.WARNING, logger="jmds_pipeline.evidence.likelihood"):
+        skip_backward_draws(4, (3,), cls, gen)
+        assert torch.equal(gen.get_state(), torch.Generator().manual_seed(2).get_state())
+        # language modelling T = 2, V = 4: 8 passes within a limit of 10: nothing drawn
+        lm = EvidenceConfig(likelihood="language_modeling", exact_fisher_max_classes=10)
+        skip_backward_draws(4, (2, 4), lm, gen)
+        assert torch.equal(gen.get_state(), torch.Generator().manual_seed(2).get_state())
+        # over the limit: draws, silently
+        over = EvidenceConfig(exact_fisher_max_classes=2)
+        skip_backward_draws(4, (3,), over, gen)
+        assert not torch.equal(gen.get_state(), torch.Generator().manual_seed(2).get_state())
+    assert caplog.records == []
+    # one class: a single draw per row still works and matches the batch's own draw
+    one = EvidenceConfig(fisher="mc")
+    a, b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    list(backward_vectors(torch.zeros(4, 1, dtype=torch.float64), LABELS, one, a))
+    skip_backward_draws(4, (1,), one, b)
+    assert torch.equal(a.get_state(), b.get_state())
