@@ -97,6 +97,32 @@ def test_stationarity_refusals():
             log_joint_stationarity(model, x, y, sample_weights=w, alpha=bad)
     with pytest.raises(ValueError, match=r"^sample_weights has shape \(10,\); expected \(11,\)$"):
         log_joint_stationarity(model, x, y, sample_weights=w[:10], alpha=1.0)
+    # (N, 1) weights used to pass and index x in pairs of rows, a wrong gradient
+    with pytest.raises(ValueError, match=r"^sample_weights has shape \(11, 1\); expected \(11,\)$"):
+        log_joint_stationarity(model, x, y, sample_weights=w[:, None], alpha=1.0)
     assert isinstance(
         log_joint_stationarity(model, x, y, sample_weights=w, alpha=1e-9), Stationarity
     )
+
+
+def test_relative_uses_the_larger_part_even_below_one():
+    """Weak data and a weak prior: both parts below 1, the ratio still divides by the larger."""
+    model, x, y, w = _case()
+    got = log_joint_stationarity(model, x, y, sample_weights=w * 1e-4, alpha=1e-4)
+    total, lik, prior = _reference(model, x, y, w * 1e-4, 1e-4, {})
+    assert max(lik, prior) < 1e-2
+    assert got.relative == pytest.approx(total / max(lik, prior), rel=1e-5)
+
+
+def test_no_data_and_zero_weights_give_zero_not_a_division_error():
+    model, x, y, _ = _case()
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+    got = log_joint_stationarity(model, x, y, sample_weights=torch.zeros(11), alpha=1.0)
+    assert got.as_dict() == {
+        "gradient_norm": 0.0,
+        "likelihood_gradient_norm": 0.0,
+        "prior_gradient_norm": 0.0,
+        "relative": 0.0,
+    }

@@ -47,7 +47,7 @@ def log_joint_stationarity(
     """‖∇θ L‖ at the model's current weights (masked positions count as absent)."""
     if not alpha > 0:
         raise ValueError(f"alpha = {alpha!r}; accepted: a positive prior precision")
-    if sample_weights.shape[:1] != x.shape[:1]:
+    if tuple(sample_weights.shape) != tuple(x.shape[:1]):  # (N, 1) would index rows in pairs
         raise ValueError(
             f"sample_weights has shape {tuple(sample_weights.shape)}; expected ({x.shape[0]},)"
         )
