@@ -33,3 +33,30 @@ def test_epoch_loss_is_summed_in_float64() -> None:
     assert outcome.history[0]["train_loss"] == pytest.approx(expected, rel=1e-12)
     assert outcome.history[0]["train_accuracy"] == pytest.approx(0.0)
     assert outcome.samples_seen == 5
+
+
+def _augmented_inputs(model: nn.Module) -> list[torch.Tensor]:
+    """The augmented batches the model's first layer receives, one per step."""
+    seen: list[torch.Tensor] = []
+    model[0].register_forward_pre_hook(lambda _m, args: seen.append(args[0].clone()))
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn(24, 2, 10, generator=generator)
+    split = {"x": x, "y": torch.arange(24) % 2, "id": torch.arange(24)}
+    config = TrainingConfig(optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=0.1,
+                            epochs=2, batch_size=8, augment="shift", max_shift=2,
+                            progress=False)
+    train_model(model, split, config, seed=4)
+    return seen
+
+
+def test_augmentation_draws_do_not_depend_on_the_model() -> None:
+    """The shifts come from their own seeded stream: a model that draws from the global
+    RNG in every forward (dropout) sees exactly the same augmented batches, step by step,
+    as one that does not."""
+    torch.manual_seed(0)
+    plain = nn.Sequential(nn.Flatten(), nn.Linear(20, 2))
+    torch.manual_seed(0)
+    dropping = nn.Sequential(nn.Flatten(), nn.Linear(20, 2), nn.Dropout(0.5))
+    first, second = _augmented_inputs(plain), _augmented_inputs(dropping)
+    assert len(first) == len(second) == 6
+    assert all(torch.equal(a, b) for a, b in zip(first, second, strict=True))
