@@ -13,7 +13,7 @@ import pytest
 from matplotlib.figure import Figure
 
 from jmds_pipeline.comparison.methods import Budget, Context
-from jmds_pipeline.config import ConfigError
+from jmds_pipeline.config import ConfigError, RunConfig
 from jmds_pipeline.data.types import DatasetMeta
 from jmds_pipeline.pipelines.compare import nodes
 from jmds_pipeline.pipelines.compare.nodes import (
@@ -84,6 +84,17 @@ def test_dense_runs_train_every_seed_in_order_with_the_runs_context(monkeypatch)
         "cpu", 3, 0.25)
 
 
+def test_the_context_runs_on_the_configured_device(monkeypatch) -> None:
+    """The device the run's configuration resolves to (a stand-in name here: this machine
+    has only a CPU, and the methods are stand-ins too)."""
+    monkeypatch.setattr(RunConfig, "resolved_device", lambda self: "cuda:3")
+    seen = []
+    monkeypatch.setattr(nodes, "dense_run", lambda context, seed: seen.append(context.device))
+    train, val, test = _splits()
+    dense_runs(train, val, test, META.to_dict(), _parameters())
+    assert seen == ["cuda:3", "cuda:3"]
+
+
 def test_compare_method_is_named_after_and_runs_only_a_selected_method(monkeypatch) -> None:
     calls = []
 
@@ -108,7 +119,8 @@ def test_compare_method_is_named_after_and_runs_only_a_selected_method(monkeypat
     assert method == "phased" and runs_in is runs
     assert budgets == [Budget(0.5, 0.25), Budget(0.8, 0.5)]
     assert kwargs == {"progress": True}
-    assert context.train is train and context.config.compare.seeds == (3, 1)
+    assert context.train is train and context.val is val and context.test is test
+    assert context.config.compare.seeds == (3, 1)
 
 
 # ---------------------------------------------------------------------------- summarise

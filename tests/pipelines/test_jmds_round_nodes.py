@@ -300,13 +300,15 @@ def _fake_phase_b(log_evidence: float = -12.0):  # type: ignore[no-untyped-def]
 def test_score_round_scores_weights_or_whole_units(monkeypatch, granularity: str,
                                                    prune_model: bool) -> None:
     calls: dict[str, tuple] = {}
+    phase_b = _fake_phase_b()
 
     def fake_score_weights(model, masks, kept, train, jmds, config, device):  # type: ignore[no-untyped-def]
         calls["score_weights"] = (model, masks, kept, train, jmds, config, device)
-        return _fake_phase_b()
+        return phase_b
 
     monkeypatch.setattr(nodes, "score_weights", fake_score_weights)
-    monkeypatch.setattr(nodes, "run_channel_groups", lambda run, meta, model: ["unit groups"])
+    monkeypatch.setattr(nodes, "run_channel_groups", lambda run, meta, model: calls.setdefault(
+        "groups", (run, meta, model)) and ["unit groups"])
     monkeypatch.setattr(nodes, "channel_scores", lambda groups, result, masks: calls.setdefault(
         "channel", (groups, result, masks)) and {"net.fc1.weight": torch.full((8, 6), 9.0)})
     state, train = _state(), make_blobs(n=12)
@@ -323,7 +325,9 @@ def test_score_round_scores_weights_or_whole_units(monkeypatch, granularity: str
     assert (config.likelihood, config.prior_precision) == ("classification", 1.5)
     assert torch.equal(model.state_dict()["net.fc1.weight"], state["net.fc1.weight"])
     if granularity == "channel" and prune_model:
-        assert calls["channel"][0] == ["unit groups"] and calls["channel"][2] is masks
+        assert calls["channel"] == (["unit groups"], phase_b.evidence, masks)
+        run, meta, grouped = calls["groups"]
+        assert run == run_config_of(parameters) and meta == META and grouped is model
         assert float(scores["net.fc1.weight"][0, 0]) == 9.0
     else:  # a data-only run scores no units; weight granularity scores weights
         assert "channel" not in calls
@@ -336,6 +340,8 @@ def test_score_round_scores_weights_or_whole_units(monkeypatch, granularity: str
     assert (evidence["log_likelihood"], evidence["log_det_ratio"], evidence["prior_term"]) == (
         -7.0, 3.0, -2.0)
     assert evidence["prior_precision"] == {"net.fc1.weight": 0.5}
+    # a copy: the saved evidence does not share the engine's dict
+    assert evidence["prior_precision"] is not phase_b.evidence.prior_precision
     assert evidence["num_active"] == 40
     assert evidence["stationarity"] == {"relative": 0.01}
     assert evidence["timings"] == {"total": 0.5}
