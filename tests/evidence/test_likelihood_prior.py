@@ -434,3 +434,78 @@ def test_skip_backward_draws_at_the_exact_limits(caplog):
     list(backward_vectors(torch.zeros(4, 1, dtype=torch.float64), LABELS, one, a))
     skip_backward_draws(4, (1,), one, b)
     assert torch.equal(a.get_state(), b.get_state())
+
+
+def _quartic(alpha):
+    """−(t − 10)⁴ in t = log α: Newton's step is exactly (10 − t)/3, so the iterates are
+    known in closed form and converge geometrically (slowly enough to use all steps)."""
+    return -((alpha.log() - 10.0) ** 4).sum()
+
+
+def _newton_quartic(steps: int, tol: float = 1e-8) -> float:
+    t = 0.0
+    for _ in range(steps):
+        step = max(-2.0, min(2.0, (10.0 - t) / 3.0))
+        if abs(step) < tol:
+            return t + step
+        t += step
+    return t
+
+
+def test_prior_step_budget_and_tolerance():
+    # the default budget of 50 steps ends before the 1e-8 tolerance is met
+    assert abs(_newton_quartic(50) - _newton_quartic(51)) > 1e-9
+    a50 = float(optimise_prior(_quartic, torch.tensor([1.0]))[0])
+    assert math.log(a50) == pytest.approx(_newton_quartic(50), abs=1e-12)
+    # with room to converge it stops at the first step below tol
+    a90 = float(optimise_prior(_quartic, torch.tensor([1.0]), steps=90)[0])
+    assert math.log(a90) == pytest.approx(_newton_quartic(90), abs=1e-12)
+
+    # steps exactly at the tolerance do not stop it (strict <): unit sign steps, tol = 1
+    def linear(alpha):
+        return alpha.sum()
+
+    a = optimise_prior(linear, torch.tensor([1.0]), steps=3, tol=1.0)
+    assert float(a[0]) == pytest.approx(math.e**3, rel=1e-12)
+
+
+def test_prior_default_is_the_separable_step():
+    """One coordinate convex (sign step), one concave (Newton): the separable default takes
+    +1 and the Newton step; the coupled solve would step the convex one down."""
+
+    def mixed(alpha):
+        t = alpha.log()
+        return alpha[0] - (t[1] - 1.0) ** 2
+
+    a = optimise_prior(mixed, torch.tensor([1.0, 1.0]), steps=1)
+    assert a.tolist() == pytest.approx([math.e, math.e], rel=1e-12)
+    # zero curvature in t (f linear in log α) is not concave: a unit sign step
+    one = optimise_prior(lambda alpha: alpha.log().sum(), torch.tensor([1.0]), steps=1)
+    assert float(one[0]) == pytest.approx(math.e, rel=1e-12)
+
+
+def test_prior_backtracking_limits():
+    # a step to an equally good point is accepted (f(t_new) ≥ f(t))
+    def tent(alpha):
+        t = alpha.log()[0]
+        return torch.where(t < 0.5, t, 1.0 - t)
+
+    assert float(optimise_prior(tent, torch.tensor([1.0]), steps=1)[0]) == pytest.approx(
+        math.e, rel=1e-12
+    )
+
+    # every move up is worse: 20 halvings, then the last halved step is taken anyway
+    def cliff(alpha):
+        t = alpha.log()[0]
+        return 0.01 * (t + 1) ** 2 - 100.0 * torch.relu(t)
+
+    got = float(optimise_prior(cliff, torch.tensor([1.0]), steps=1)[0])
+    assert math.log(got) == pytest.approx(2.0**-20, rel=1e-9)
+
+    # the acceptance slack is 1e-12 relative, not 1: a step that loses 6 % of f is refused
+    def bump(alpha):
+        t = alpha.log()[0]
+        return 10.0 + 0.01 * (t + 1) ** 2 - torch.relu(t - 0.4)
+
+    got = float(optimise_prior(bump, torch.tensor([1.0]), steps=1)[0])
+    assert got == pytest.approx(math.exp(0.25), rel=1e-12)
