@@ -195,3 +195,10 @@ def test_block_weight_scores_selects_and_reshapes():
         assert torch.allclose(scores["x"].double(), want, rtol=1e-6)
     none, _ = block_weight_scores(blocks, "obs", alpha, ["z"], 4.0)
     assert none == {}
+
+
+def test_first_order_default_num_data_is_one():
+    theta = torch.tensor([1.0, -2.0], dtype=torch.float64)
+    dh = torch.tensor([3.0, 0.5], dtype=torch.float64)
+    score, _ = weight_scores("first_order", theta, 1.0, None, diag_h=dh)
+    assert score.tolist() == [-3.0, -1.0]
