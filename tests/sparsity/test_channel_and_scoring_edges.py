@@ -160,7 +160,7 @@ def test_non_bool_masks_are_read_as_bool() -> None:
 
 def test_budget_errors_name_the_bad_value() -> None:
     groups, masks = _four_units()
-    with pytest.raises(ValueError, match="target_sparsity"):
+    with pytest.raises(ValueError, match=r"^target_sparsity = 1\.5 is outside"):
         prune_channels_to_target(torch.zeros(4), groups, masks, 1.5)
     with pytest.raises(ValueError, match=r"scores has shape \(3,\); expected \(4,\)"):
         prune_channels_to_target(torch.zeros(3), groups, masks, 0.5)

@@ -74,17 +74,23 @@ def test_samples_seen_trace_objective_and_alpha_by_hand() -> None:
 
 
 def test_kept_stays_an_all_true_bool_vector_without_data_pruning() -> None:
+    """No sample scores: J counts all N rows as kept (λ2 = 0.25 each)."""
     train, val = make_blobs(n=N), make_blobs(n=30, seed=1)
-    jmds = JMDSConfig(rounds=2, round_epochs=1, target_model_sparsity=0.5, prune_data=False)
+    jmds = JMDSConfig(rounds=2, round_epochs=1, target_model_sparsity=0.5, prune_data=False,
+                      lambda_data=0.25)
+    active: list[int] = []
 
     def scorer(model, masks, kept, *, weights, samples) -> RoundScores:
-        return RoundScores(weight_scores=magnitude_scores(model, masks))
+        active.append(sum(int(m.sum()) for m in masks.values()))
+        return RoundScores(weight_scores=magnitude_scores(model, masks), log_evidence=-5.0)
 
     model = seeded_blob_mlp(None)
     outcome = run_rounds(seeded_blob_mlp, cpu_state(model), cpu_state(model), train, val,
                          _config(), jmds, _masks(), scorer, task="classification")
     assert outcome.kept.dtype == torch.bool and bool(outcome.kept.all())
     assert outcome.samples_seen == N  # round 2 trains one epoch on all 60 rows
+    assert [row["objective"] for row in outcome.trace] == [-5.0 - 0.25 * N] * 2
+    assert active == [96, 68]  # round 1: ⌊(1 − √0.5)·96 + ½⌋ = 28 weights go
 
 
 def _selection_run(**update) -> torch.Tensor:
@@ -247,4 +253,12 @@ def test_channel_rounds_follow_each_rounds_target() -> None:
                          _config(), jmds, masks, scorer, task="classification",
                          groups=groups)
     assert units_seen == [16, 8]
+    assert outcome.masks["0.bias"].tolist() == [True] * 4 + [False] * 12
+    # cubic: round 1 reaches 0.75·(1 − 0.5³) = 0.65625, ⌊73.5 + ½⌋ = 74 entries: 11 units
+    units_seen.clear()
+    cubic = jmds.model_copy(update={"schedule": "cubic"})
+    outcome = run_rounds(seeded_blob_mlp, cpu_state(model), cpu_state(model), train, val,
+                         _config(), cubic, masks, scorer, task="classification",
+                         groups=groups)
+    assert units_seen == [16, 5]
     assert outcome.masks["0.bias"].tolist() == [True] * 4 + [False] * 12
