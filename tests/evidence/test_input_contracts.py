@@ -248,7 +248,10 @@ def test_engine_refuses_non_finite_weights_naming_the_tensor():
     with torch.no_grad():
         model[2].weight[0, 1] = math.nan
     x, y = torch.zeros(3, 3, dtype=torch.float64), torch.zeros(3, dtype=torch.long)
-    with pytest.raises(ValueError, match=r"'2\.weight'"):
+    with _refused(
+        ValueError,
+        "the model given to the evidence holds non-finite values: '2.weight' (1 NaN/inf)",
+    ):
         estimate_evidence(model, x, y)
 
 
