@@ -37,6 +37,8 @@ def _parameters(**jmds: object) -> dict:
         "dataset": "digits",
         "model": "mlp",
         "model_options": {"hidden_sizes": [8]},
+        # off: the nodes would write data/08_reporting/digits/dvclive, a dvc.lock out
+        "dvclive": False,
         "training": {"epochs": 2, "batch_size": 16, "progress": False},
         "jmds": {"rounds": 2, "round_epochs": 1,
                  "evidence": {"structure": "kfac", "subsample_size": None, "fisher": "exact",
