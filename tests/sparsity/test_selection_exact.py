@@ -89,3 +89,33 @@ def test_masks_given_as_0_1_numbers_come_back_as_bool() -> None:
 def test_layer_summary_of_no_masks_keeps_its_columns() -> None:
     frame = layer_summary({})
     assert list(frame.columns) == ["layer", "numel", "active", "density"] and frame.empty
+
+
+def _class_counts(kept: torch.Tensor, labels: torch.Tensor) -> list[int]:
+    return [int((kept & (labels == c)).sum()) for c in range(int(labels.max()) + 1)]
+
+
+def test_class_shares_by_largest_remainder_by_hand() -> None:
+    """Keeping 5 of 5 + 3 + 2 rows: quotas 2.5, 1.5, 1 → floors 2, 1, 1 and the spare row
+    to the largest remainder (0.5, a tie: the earlier class) → 3, 1, 1. A class of one
+    row has a quota too: 4 of 6 + 1 + 1 → 3, 0.5, 0.5 → 3, 1, 0."""
+    labels = torch.tensor([0] * 5 + [1] * 3 + [2] * 2)
+    kept = select_samples(torch.arange(10.0), labels, torch.ones(10, dtype=torch.bool), 0.5)
+    assert _class_counts(kept, labels) == [3, 1, 1]
+    labels = torch.tensor([0] * 6 + [1, 2])
+    kept = select_samples(torch.arange(8.0), labels, torch.ones(8, dtype=torch.bool), 0.5)
+    assert _class_counts(kept, labels) == [3, 1, 0]
+
+
+def test_capped_classes_are_fixed_until_no_class_exceeds_its_rows() -> None:
+    """16 of 30 rows (10 per class) with 2, 6 and 10 still kept: class 0's quota 5.3 > 2
+    caps it at 2; then class 1's 14·10/20 = 7 > 6 caps it at 6; class 2 takes the other 8,
+    its 8 best."""
+    labels = torch.arange(30) // 10
+    current = torch.zeros(30, dtype=torch.bool)
+    current[:2] = True
+    current[10:16] = True
+    current[20:] = True
+    kept = select_samples(torch.arange(30.0), labels, current, 14 / 30)
+    assert _class_counts(kept, labels) == [2, 6, 8]
+    assert kept[22:].all() and not kept[20:22].any()
