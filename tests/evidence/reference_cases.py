@@ -1,6 +1,7 @@
 """Fixed tiny models, data and configs whose evidence numbers are pinned in
 ``data/engine_reference.pt`` (written by ``python -m tests.evidence.reference_cases`` from the
-engine as it was before the curvature-protocol refactor, commit 4317ee5).
+engine as it was before the curvature-protocol refactor, commit 4317ee5; ``reg_kfac`` was
+recomputed after the fix of multi-output regression's backward vectors, one per output).
 
 Models are float64 and their weights and data are stored in the file, so the reference does
 not depend on initialisation or training being reproducible across machines.

@@ -261,11 +261,6 @@ def test_two_output_regression_full_is_exact():
     assert got == pytest.approx(exact, rel=1e-9)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: regression backpropagates one all-ones vector (Σ_k v_k v_kᵀ = 11ᵀ/σ², not "
-    "I/σ²), so K-FAC's G of a two-output layer is rank one; see likelihood.backward_vectors",
-)
 def test_two_output_regression_kfac_is_exact():
     got, exact = _two_output_blr("kfac")
     assert got == pytest.approx(exact, rel=1e-9)

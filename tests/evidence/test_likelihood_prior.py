@@ -167,11 +167,6 @@ def test_regression_vector_and_hessian():
     assert torch.allclose(output_hessian(f3, None, cfg), want)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: regression backpropagates one all-ones vector, so Σ_k v_k v_kᵀ = 11ᵀ/σ² "
-    "instead of I/σ² for more than one output (K-FAC's G gets cross-output terms)",
-)
 def test_regression_vectors_factor_the_identity_for_several_outputs():
     cfg = EvidenceConfig(likelihood="regression", sigma_noise=0.5)
     f3 = torch.randn(2, 3, generator=GEN, dtype=torch.float64)

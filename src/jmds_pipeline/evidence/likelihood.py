@@ -5,7 +5,7 @@ The GGN is H = Σ_i s_i J_iᵀ Λ_i J_i with Λ_i the Hessian of ℓ_i w.r.t. th
 - classification: Λ = diag(p) − ppᵀ (softmax cross-entropy),
 - language modelling: the same per position t, summed over positions whose target is not
   ``IGNORE_INDEX`` (block-diagonal over positions),
-- regression: Λ = 1/σ² (Gaussian with noise σ, one output).
+- regression: Λ = I/σ² (Gaussian with noise σ on each output).
 
 Curvature backends never form Λ; they backpropagate vectors v_k with Σ_k ω_k v_k v_kᵀ = Λ
 (exact) or E[Σ_k ω_k v_k v_kᵀ] = Λ (Monte Carlo):
@@ -76,7 +76,13 @@ def backward_vectors(
     """Yield (v_k, ω_k), v_k shaped like ``logits``, with Σ_k ω_k v_k v_kᵀ = Λ (or E[·] = Λ)."""
     logits = logits.detach()
     if config.likelihood == "regression":
-        yield torch.full_like(logits, 1.0 / config.sigma_noise), 1.0
+        # Λ = I/σ² over each sample's flattened outputs: one unit vector per output (a
+        # single all-ones vector would give 11ᵀ/σ², cross-output terms included)
+        flat = logits.reshape(logits.shape[0], -1)
+        for k in range(flat.shape[1]):
+            v = torch.zeros_like(flat)
+            v[:, k] = 1.0 / config.sigma_noise
+            yield v.reshape(logits.shape), 1.0
         return
     probs = logits.softmax(-1)
     if config.likelihood == "language_modeling":
