@@ -151,6 +151,9 @@ def _read(package: str, work: Path) -> dict:
         "equivalent": counts["equivalent"],
         "not_checked": counts["not_checked"],
         "kill_rate": round(killed / scored, 4) if scored else None,
+        # the same with every mutant never checked (a run stopped early) counted as alive
+        "kill_rate_unchecked_alive": (round(killed / (generated - counts["equivalent"]), 4)
+                                      if generated > counts["equivalent"] else None),
         "tests": MODULES[package],
         "files": per_file,
         "equivalent_mutants": equivalents,
