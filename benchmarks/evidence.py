@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import platform
 import threading
 import time
@@ -129,6 +130,24 @@ def evidence(model, x, y, cfg, bs=256):
     }
 
 
+def lowrank_error(approx, exact) -> dict:
+    """How far ``leverage="lowrank"`` is from the exact leverage of the same configuration
+    (same MC draws: the seed is the same), and whether anything else moved."""
+    from scipy.stats import spearmanr
+
+    rel = ((approx.sample_leverage - exact.sample_leverage).abs()
+           / exact.sample_leverage.abs().clamp_min(1e-300))
+    return {
+        "leverage_rel_error_median": float(rel.median()),
+        "leverage_rel_error_p95": float(rel.quantile(0.95)),
+        "leverage_rel_error_max": float(rel.max()),
+        "contribution_spearman": float(
+            spearmanr(approx.sample_contribution, exact.sample_contribution).correlation
+        ),
+        "log_evidence_equal": approx.log_evidence == exact.log_evidence,
+    }
+
+
 # ------------------------------------------------------------------ models and data
 def digits_mlp():
     from sklearn.datasets import load_digits
@@ -231,16 +250,25 @@ def run_case(name, build, cfgs, laplace_model=None, lm=False):
     print(f"== {name}", flush=True)
     model, x, y, epochs = build()
     train_epochs(model, x, y, max(epochs - 1, 0), lm=lm)
-    epoch = train_epochs(model, x, y, 1, lm=lm)
+    with PeakRSS() as train_mem:
+        epoch = train_epochs(model, x, y, 1, lm=lm)
     out = {
         "n_samples": len(x),
         "num_params": sum(p.numel() for p in model.parameters()),
         "epoch_seconds": epoch,
         "epoch_recipe": "AdamW, batch 64, one pass",
+        # the goal: each evidence call's peak extra RSS ≤ 2× this
+        "training_epoch_peak_mib": train_mem.mib,
     }
+    scored = {}
     for label, cfg in cfgs.items():
         res, info = evidence(model, x, y, cfg)
         info["ratio_to_epoch"] = info["seconds"] / epoch
+        info["peak_vs_training"] = info["peak_mib"] / max(train_mem.mib, 1e-9)
+        if label.endswith("_lowrank") and label.removesuffix("_lowrank") in scored:
+            info["vs_exact_leverage"] = lowrank_error(res, scored[label.removesuffix("_lowrank")])
+            info["config"]["leverage_rank"] = cfg.leverage_rank
+        scored[label] = res
         out[f"evidence_{label}"] = info
         print(
             f"  {label}: {info['seconds']:.2f}s (epoch {epoch:.2f}s), log Z {res.log_evidence:.1f}",
@@ -287,11 +315,18 @@ def main() -> None:
     # the per-sample Kronecker leverage (``curvature.kfac``): cheaper on conv layers
     kfac_kron = EvidenceConfig(structure="kfac", leverage="kron")
     mc_kron = EvidenceConfig(structure="kfac", fisher="mc", leverage="kron")
+    # opt-in approximation: only A's top 32 eigenvectors projected on (``curvature.kfac``)
+    lowrank = EvidenceConfig(structure="kfac", leverage="lowrank", leverage_rank=32)
+    mc_lowrank = EvidenceConfig(
+        structure="kfac", fisher="mc", leverage="lowrank", leverage_rank=32
+    )
     both = {
         "kfac_exact": kfac,
         "kfac_mc": mc,
         "kfac_exact_kron": kfac_kron,
         "kfac_mc_kron": mc_kron,
+        "kfac_exact_lowrank": lowrank,
+        "kfac_mc_lowrank": mc_lowrank,
     }
     results = {
         "meta": {
@@ -300,6 +335,7 @@ def main() -> None:
             "machine": platform.machine(),
             "cpu_count": psutil.cpu_count(),
             "note": "CPU; peak_mib = extra RSS during call",
+            "load_average_at_start": list(os.getloadavg()),
         },
         "mlp_digits": run_case(
             "mlp_digits",
@@ -329,6 +365,14 @@ def main() -> None:
                     kfac_max_dim=2304,
                     leverage="kron",
                 ),
+                "kfac_mc_lowrank": EvidenceConfig(
+                    structure="kfac",
+                    fisher="mc",
+                    batch_size=64,
+                    kfac_max_dim=2304,
+                    leverage="lowrank",
+                    leverage_rank=32,
+                ),
             },
             laplace_model=lambda m: m,
         ),
@@ -338,7 +382,15 @@ def main() -> None:
             {
                 "kfac_mc": EvidenceConfig(
                     structure="kfac", likelihood="language_modeling", fisher="mc", batch_size=64
-                )
+                ),
+                "kfac_mc_lowrank": EvidenceConfig(
+                    structure="kfac",
+                    likelihood="language_modeling",
+                    fisher="mc",
+                    batch_size=64,
+                    leverage="lowrank",
+                    leverage_rank=32,
+                ),
             },
             laplace_model=None,
             lm=True,

@@ -97,7 +97,9 @@ class EvidenceSettings(_Section):
     fisher: Literal["exact", "mc"] = "mc"
     # per-sample tr(P⁻¹H_i) of K-FAC layers: exact, or kron (the per-sample Kronecker
     # analogue: the same for Linear layers, cheaper for convolutions; evidence/curvature/kfac)
-    leverage: Literal["exact", "kron"] | None = Field(None, validate_default=True)
+    # lowrank: opt-in approximation, only A's top leverage_rank eigenvectors projected on
+    leverage: Literal["exact", "kron", "lowrank"] | None = Field(None, validate_default=True)
+    leverage_rank: int = Field(32, ge=1)
     # tr(P⁻¹H_i) of partly pruned K-FAC layers: sparse (exact, default), dense (exact, the
     # former route) or diag (opt-in approximation, (1 − ρ) Σ_{j∈S} (P⁻¹)_jj ψ_j² on layers
     # with at most 60 % of their weights active; errors in benchmarks/results/cost.json)

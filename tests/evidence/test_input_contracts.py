@@ -49,7 +49,10 @@ def _escape(text: str) -> str:
         ({"batch_size": 0}, "batch_size, mc_samples and chunk_elements must be >= 1"),
         ({"mc_samples": 0}, "batch_size, mc_samples and chunk_elements must be >= 1"),
         ({"chunk_elements": 0}, "batch_size, mc_samples and chunk_elements must be >= 1"),
-        ({"leverage": "fast"}, "leverage must be exact or kron, got 'fast'"),
+        ({"leverage": "fast"}, "leverage must be exact, kron or lowrank, got 'fast'"),
+        ({"leverage_rank": 0}, "leverage_rank must be an integer >= 1, got 0"),
+        ({"leverage_rank": 2.5}, "leverage_rank must be an integer >= 1, got 2.5"),
+        ({"leverage_rank": True}, "leverage_rank must be an integer >= 1, got True"),
         (
             {"masked_leverage": "lowrank"},
             "masked_leverage must be sparse, dense or diag, got 'lowrank'",
@@ -82,8 +85,9 @@ def test_config_boundaries_are_accepted():
         EvidenceConfig(weight_score=kind)
     for fisher in ("exact", "mc"):
         EvidenceConfig(fisher=fisher)
-    for lev in ("exact", "kron"):
+    for lev in ("exact", "kron", "lowrank"):
         EvidenceConfig(leverage=lev)
+    EvidenceConfig(leverage="lowrank", leverage_rank=1)
     for route in ("sparse", "dense", "diag"):
         EvidenceConfig(masked_leverage=route)
     EvidenceConfig(mixed_precision=True, structure="kfac")

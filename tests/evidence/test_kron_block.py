@@ -391,3 +391,86 @@ def test_float32_masked_leverage_matches_float64():
         assert got.dtype == torch.float32
         if method in ("masked", "masked_dense"):
             torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-6)
+
+
+# ------------------------------------------------------------------ low-rank leverage
+
+
+def _tail_replaced(blk: KronBlock, rank: int, tail: float | None = None) -> KronBlock:
+    """A copy of ``blk`` whose A has its eigenvalues outside the top ``rank`` set to ``tail``
+    (default their mean), built densely: Ã = V diag(λ̃) Vᵀ."""
+    lam = blk.lam_a.clone()
+    rest = lam[: D_IN - rank]
+    lam[: D_IN - rank] = rest.mean() if tail is None else tail
+    twin = _block(blk.mask)
+    twin.A = blk.V @ torch.diag(lam) @ blk.V.t()
+    twin.G = blk.G
+    return twin
+
+
+@pytest.mark.parametrize("rank", [1, 2, 3])
+def test_lowrank_routes_are_exact_for_the_tail_replaced_factor(rank):
+    """Every low-rank route equals Σ_k w_k ψ_kᵀ P̃⁻¹ ψ_k with P̃ = G ⊗ Ã + αI formed densely,
+    Ã = A with its eigenvalues below the top ``rank`` replaced by their mean."""
+    blk = _block()
+    a, gr, wk = _data()
+    want = _exact(_tail_replaced(blk, rank), a, gr, wk)
+    for method in ("lowrank_gram", "lowrank_psi"):
+        torch.testing.assert_close(blk.leverage(a, gr, wk, AL, method, rank), want)
+    m = _mask(4)
+    masked = _block(m)
+    want_m = _exact(_tail_replaced(masked, rank), a, gr, wk, m)
+    torch.testing.assert_close(masked.leverage(a, gr, wk, AL, "masked_lowrank", rank), want_m)
+
+
+def test_lowrank_at_full_rank_is_the_exact_leverage():
+    blk = _block()
+    a, gr, wk = _data()
+    for method in ("lowrank_gram", "lowrank_psi"):
+        torch.testing.assert_close(
+            blk.leverage(a, gr, wk, AL, method, D_IN), _exact(blk, a, gr, wk)
+        )
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_lowrank_brackets_the_exact_leverage(seed):
+    """λ̄ = the largest left-out eigenvalue gives a lower bound, λ̄ = 0 an upper one, and the
+    mean lies between: the exact leverage is inside [lower, upper] for every sample."""
+    blk = _block(seed=seed)
+    a, gr, wk = _data(seed=seed + 7)
+    exact = _exact(blk, a, gr, wk)
+    for rank in (1, 2):
+        largest_tail = float(blk.lam_a[D_IN - rank - 1])
+        low = blk.lowrank_leverage(a, gr, wk, AL, rank, tail_eigenvalue=largest_tail)
+        high = blk.lowrank_leverage(a, gr, wk, AL, rank, tail_eigenvalue=0.0)
+        mean = blk.lowrank_leverage(a, gr, wk, AL, rank)
+        assert bool((low <= exact * (1 + 1e-12)).all() and (exact <= high * (1 + 1e-12)).all())
+        assert bool((low <= mean * (1 + 1e-12)).all() and (mean <= high * (1 + 1e-12)).all())
+        assert float((high - low).min()) > 0  # a real bracket, not a point
+
+
+def test_lowrank_cost_by_hand():
+    """d_in 4, d_out 3, rank 2. R = 5, K = 1: gt = 45; gram = 45 + 5·4·2 + 25·4 + 5·3·2 +
+    25·3 = 290; psi = 45 + 60 + 12·2 = 129 < matrix 144 (exact's best): lowrank_psi."""
+    blk = _block()
+    assert blk.leverage_cost(5, 1, "lowrank", rank=2) == ("lowrank_psi", 129)
+    # rank ≥ d_in: no low-rank option, the exact routes' choice
+    assert blk.leverage_cost(5, 1, "lowrank", rank=D_IN) == ("matrix", 144)
+    assert blk.leverage_cost(5, 1, "exact", rank=2) == ("matrix", 144)
+    # R = 1 stays kron (exact)
+    assert blk.leverage_cost(1, 1, "lowrank", rank=1)[0] == "kron"
+    # wide layer, few positions: d_in 40, d_out 4, R 3, K 1, rank 5
+    wide = KronBlock(None, A=torch.zeros(40, 40), G=torch.zeros(4, 4), theta=torch.zeros(4, 40))
+    # rotate 3·1600 + 48 + 480 = 5328; matrix 480 + 160·44 = 7520; gram 48 + 600 + 360 + 60
+    # + 36 = 1104; psi 48 + 480 + 800 = 1328
+    assert wide.leverage_cost(3, 1, "lowrank", rank=5) == ("lowrank_gram", 1104)
+    # masked: lowrank K·(psi + d_out²·d_in + d_out·d_in·rank) = 60 + 36 + 24 = 120 against
+    # sparse 60 + 3·4·4 + 36 = 144
+    mb = _block(_mask(3))
+    assert mb.leverage_cost(5, 1, "lowrank", rank=2) == ("masked_lowrank", 120)
+    assert mb.leverage_cost(5, 1, "lowrank", rank=3) == ("masked_lowrank", 132)
+    # one active entry per row (s = 1): sparse 60 + 3·1·4 + 36 = 108 < lowrank 120
+    narrow = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
+    narrow[0, 0] = narrow[1, 1] = narrow[2, 1] = True
+    assert _block(narrow).leverage_cost(5, 1, "lowrank", rank=2) == ("masked", 108)
+    assert _block(narrow).leverage_cost(5, 1, "lowrank", "diag", rank=2)[0] == "masked_diag"

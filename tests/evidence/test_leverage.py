@@ -112,5 +112,27 @@ def test_kron_differs_from_exact_only_through_weight_sharing(cnn, tiny_mlp, tiny
 
 
 def test_unknown_leverage_mode_is_refused():
-    with pytest.raises(ValueError, match="leverage must be exact or kron, got 'fast'"):
+    with pytest.raises(ValueError, match="leverage must be exact, kron or lowrank, got 'fast'"):
         EvidenceConfig(leverage="fast")
+
+
+def test_lowrank_leverage_through_the_engine(cnn):
+    """``leverage="lowrank"``: the conv layer's term is the exact leverage under Ã (A's
+    eigenvalues outside the top 2 replaced by their mean, formed densely), the Linear
+    layer's (R = 1) stays exact, and log Z and the weight scores do not change at all."""
+    model, x, y = cnn
+    base = dict(prior_precision=ALPHA, subsample_size=None)
+    exact = estimate_evidence(model, x, y, config=EvidenceConfig(**base))
+    cfg = EvidenceConfig(**base, leverage="lowrank", leverage_rank=2)
+    res = estimate_evidence(model, x, y, config=cfg)
+    factors = kron_factors(model, x, y, config=cfg)
+    a, g = factors["0"]
+    lam, vec = torch.linalg.eigh(a)
+    lam[:-2] = lam[:-2].mean()
+    tilde = dict(factors, **{"0": (vec @ torch.diag(lam) @ vec.t(), g)})
+    want = _exact_terms(model, x, tilde)["0"] + _exact_terms(model, x, factors)["3"]
+    assert torch.allclose(2 * res.sample_leverage, want, rtol=1e-7, atol=0)
+    assert not torch.allclose(res.sample_leverage, exact.sample_leverage, rtol=1e-4)
+    assert res.log_evidence == exact.log_evidence
+    for name, scores in exact.weight_scores.items():
+        assert torch.equal(res.weight_scores[name], scores)

@@ -37,7 +37,11 @@ class EvidenceConfig:
             gradients against the K-FAC P⁻¹) or ``kron`` (the per-sample Kronecker
             approximation A_i ⊗ G_i, no cross-position terms; cheaper for layers with
             weight sharing and the exact Fisher, identical for Linear layers; see
-            ``curvature.kfac``).
+            ``curvature.kfac``) or ``lowrank`` (opt-in approximation: only A's top
+            ``leverage_rank`` eigenvectors are projected on, the rest of A's spectrum
+            takes its mean eigenvalue; used on a layer only where it is cheaper than the
+            exact routes; log Z and the weight scores are unchanged).
+        leverage_rank: the k of ``leverage="lowrank"``.
         masked_leverage: tr(P⁻¹H_i) of K-FAC layers with a mask: ``sparse`` (exact, each
             row's active entries only), ``dense`` (exact, the whole masked ψ rotated: the
             former route, same numbers, more work) or ``diag`` (opt-in approximation
@@ -62,7 +66,8 @@ class EvidenceConfig:
     prior_init: float = 1.0
     prior_steps: int = 50
     chunk_elements: int = 1 << 23
-    leverage: Literal["exact", "kron"] = "exact"
+    leverage: Literal["exact", "kron", "lowrank"] = "exact"
+    leverage_rank: int = 32
     masked_leverage: Literal["sparse", "dense", "diag"] = "sparse"
     mixed_precision: bool = False
     channels_last: bool = False
@@ -84,8 +89,12 @@ class EvidenceConfig:
             raise ValueError(f"fisher must be exact or mc, got {self.fisher!r}")
         if self.batch_size < 1 or self.mc_samples < 1 or self.chunk_elements < 1:
             raise ValueError("batch_size, mc_samples and chunk_elements must be >= 1")
-        if self.leverage not in ("exact", "kron"):
-            raise ValueError(f"leverage must be exact or kron, got {self.leverage!r}")
+        if self.leverage not in ("exact", "kron", "lowrank"):
+            raise ValueError(f"leverage must be exact, kron or lowrank, got {self.leverage!r}")
+        if isinstance(self.leverage_rank, bool) or not (
+            isinstance(self.leverage_rank, int) and self.leverage_rank >= 1
+        ):
+            raise ValueError(f"leverage_rank must be an integer >= 1, got {self.leverage_rank!r}")
         if self.masked_leverage not in ("sparse", "dense", "diag"):
             raise ValueError(
                 f"masked_leverage must be sparse, dense or diag, got {self.masked_leverage!r}"

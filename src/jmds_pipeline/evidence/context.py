@@ -85,13 +85,13 @@ class Context:
                 if on_skip is not None:
                     on_skip(min(bs, idx.numel() - s))
                 continue
-            bi = idx[s : s + bs]
-            xb = self.x[bi].to(self.device)
+            rows = idx[s : s + bs]
+            xb = self.x[rows].to(self.device)
             if self.cfg.channels_last and xb.dim() == 4:
                 xb = xb.contiguous(memory_format=torch.channels_last)
-            yb = self.y[bi].to(self.device)
+            yb = self.y[rows].to(self.device)
             if weights is None:
-                wb = torch.ones(bi.numel(), dtype=torch.float64, device=self.device)
+                wb = torch.ones(rows.numel(), dtype=torch.float64, device=self.device)
             else:
                 wb = weights[s : s + bs].to(self.device, torch.float64)
-            yield bi, xb, yb, wb
+            yield rows, xb, yb, wb

@@ -214,10 +214,10 @@ def _sample_terms(
     else:
         idx = (s > 0).nonzero().squeeze(1)
         with torch.no_grad():
-            for bi, xb, yb, _ in ctx.batches(idx, None):
+            for rows, xb, yb, _ in ctx.batches(idx, None):
                 with ctx.autocast():
                     logits = to_logits(ctx.model(xb))
-                loss[bi] = per_sample_nll(logits.to(ctx.dtype), yb, ctx.cfg).double().cpu()
+                loss[rows] = per_sample_nll(logits.to(ctx.dtype), yb, ctx.cfg).double().cpu()
     # under torchrun each rank scored its own batches: every rank gets all rows back
     owned = distributed.owned_items(idx, ctx.cfg.batch_size)
     for values in (loss, leverage):

@@ -105,7 +105,8 @@ def layer_footprints(
 
 
 def leverage_method(
-    d_in: int, d_out: int, positions: int, vectors: int, masked: bool, mode: str = "exact"
+    d_in: int, d_out: int, positions: int, vectors: int, masked: bool, mode: str = "exact",
+    rank: int = 0,
 ) -> tuple[str, int]:
     """(method, multiply-adds per sample) of one call's tr(P⁻¹H_i), as the engine picks it."""
     meta = torch.device("meta")
@@ -116,4 +117,4 @@ def leverage_method(
         theta=torch.empty(d_out, d_in, device=meta),
         mask=torch.empty(d_out, d_in, dtype=torch.bool, device=meta) if masked else None,
     )
-    return block.leverage_cost(positions, vectors, mode)
+    return block.leverage_cost(positions, vectors, mode, rank=rank)

@@ -66,7 +66,7 @@ def block_weight_scores(
             continue
         a = b.prior_of(alpha)
         dh = b.diag_h()
-        sc, pt = weight_scores(
+        view_scores, view_parts = weight_scores(
             kind,
             b.theta,
             a,
@@ -76,10 +76,10 @@ def block_weight_scores(
             diag_h=dh,
             num_data=num_data,
         )
-        sc_p = b.to_params(sc)
-        pt_p = {k: b.to_params(v) for k, v in pt.items()}
+        param_scores = b.to_params(view_scores)
+        param_parts = {k: b.to_params(v) for k, v in view_parts.items()}
         for name in b.param_names:
             if name in want:
-                scores[name] = sc_p[name].float().cpu()
-                parts[name] = {k: v[name].float().cpu() for k, v in pt_p.items()}
+                scores[name] = param_scores[name].float().cpu()
+                parts[name] = {k: v[name].float().cpu() for k, v in param_parts.items()}
     return scores, parts

@@ -149,10 +149,10 @@ class FullCurvature:
         ctx = self.ctx
         (block,) = self.blocks
         p_inv = block.inverse(alpha)
-        for bi, xb, yb, _ in ctx.batches(idx, None):
+        for rows, xb, yb, _ in ctx.batches(idx, None):
             j = self.jac(self.params, xb).double()
             with torch.no_grad():
                 logits = to_logits(ctx.model(xb))
-            loss[bi] = per_sample_nll(logits, yb, ctx.cfg).double().cpu()
+            loss[rows] = per_sample_nll(logits, yb, ctx.cfg).double().cpu()
             lam = output_hessian(logits.double(), yb, ctx.cfg)
-            leverage[bi] = block.leverage(j, lam, p_inv).cpu()
+            leverage[rows] = block.leverage(j, lam, p_inv).cpu()

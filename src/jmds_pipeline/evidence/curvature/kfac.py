@@ -26,6 +26,19 @@ Per-sample leverage tr(P⁻¹H_i), H_i = Σ_k ω_k ψ_ik ψ_ikᵀ with ψ_ik = �
   matrix and no cross-position terms. Identical to ``exact`` for R = 1 (Linear layers);
   used on a layer only where it is cheaper than ``exact`` (else ``exact`` is used there).
 
+- ``lowrank`` (approximation, opt-in, ``leverage_rank`` = k): both routes above cost
+  R·d_in² per sample for the rotated inputs aV, more than the layer's forward
+  (R·d_in·d_out) when d_in > d_out, as in most convs. This route projects only on A's top
+  k eigenvectors V_k and gives the rest of A's spectrum one eigenvalue, the mean λ̄ of the
+  others: the exact leverage of P̃ = Ã ⊗ G + αI, Ã = V_k Λ_k V_kᵀ + λ̄ (I − V_k V_kᵀ) (A's
+  trace kept). X = Uᵀψ V's mass outside the top columns is ‖(Uᵀψ)_q‖² − Σ_{p≤k} X_qp² per
+  row, from the R × R Gram matrix a aᵀ (R·d_in·k + R²·d_in) or from Uᵀψ itself
+  (R·d_in·d_out + d_out·d_in·k), whichever is cheaper. Bracketed by the same sum with λ̄ =
+  the largest left-out eigenvalue (below) and λ̄ = 0 (above). Used on a layer only where it
+  is cheaper than the exact routes; on masked layers (``masked_lowrank``, (ψ⊙M) in place
+  of ψ) where it is cheaper than ``sparse``/``dense``. log det P, diag(P⁻¹) and the weight
+  scores stay exact: only tr(P⁻¹H_i) is approximated. Errors: benchmarks/evidence.py.
+
 Masked layers whose active set is rectangular (whole rows R × columns C: channel masks) keep
 the Kronecker form, P_S = A_CC ⊗ G_RR + αI, and their log det is exact from the eigenvalues
 of the two sub-factors (``evidence.units``). Other masked layers (active set S): log det P_S
@@ -179,20 +192,31 @@ class KronBlock:
         return self._rect_cache
 
     # ---- sample pass ----
-    def leverage_cost(self, r: int, k: int, mode: str, masked: str = "sparse") -> tuple[str, int]:
+    def leverage_cost(
+        self, r: int, k: int, mode: str, masked: str = "sparse", rank: int = 0
+    ) -> tuple[str, int]:
         """(method, multiply-adds per sample) of the leverage of one call; see the module doc.
 
         ``mode``: the ``leverage`` setting; ``masked``: the ``masked_leverage`` setting (used
-        only when the layer has a mask).
+        only when the layer has a mask); ``rank``: the ``leverage_rank`` setting (read only
+        with ``mode="lowrank"``, which takes a low-rank route only where it is cheaper).
         """
         d_in, d_out = self.A.shape[0], self.G.shape[0]
+        low = mode == "lowrank" and 0 < rank < d_in
         if self.mask is not None:
             psi = r * d_in * d_out
             if masked == "diag" and self._active_fraction() <= DIAG_MAX_ACTIVE:
                 return "masked_diag", k * (psi + d_in * d_out)
             if masked == "dense":
-                return "masked_dense", k * (psi + d_out * d_in * (d_in + d_out))
-            return "masked", k * (psi + d_out * self._row_width() * d_in + d_out * d_out * d_in)
+                exact = ("masked_dense", k * (psi + d_out * d_in * (d_in + d_out)))
+            else:
+                exact = ("masked", k * (psi + d_out * self._row_width() * d_in
+                                        + d_out * d_out * d_in))
+            if low:
+                lowrank = k * (psi + d_out * d_out * d_in + d_out * d_in * rank)
+                if lowrank < exact[1]:
+                    return "masked_lowrank", lowrank
+            return exact
         rotate = r * d_in * d_in + k * r * d_out * d_out
         options = {
             "rotate": rotate + k * r * d_in * d_out,
@@ -202,16 +226,26 @@ class KronBlock:
             options["kron"] = rotate + d_in * d_out
         if r == 1:  # rank one: kron is exact and cheapest
             return "kron", options["kron"]
+        if low:
+            gt = k * r * d_out * d_out  # g rotated by U
+            options["lowrank_gram"] = (gt + r * d_in * rank + r * r * d_in
+                                       + k * (r * d_out * rank + r * r * d_out))
+            options["lowrank_psi"] = gt + k * (r * d_out * d_in + d_out * d_in * rank)
         best = min(options, key=options.get)
         return best, options[best]
 
-    def leverage(self, a: Tensor, g: Tensor, wk: Tensor, alpha: Tensor, method: str) -> Tensor:
-        """Σ_k w_k ψ_ikᵀ P⁻¹ ψ_ik (or its ``kron`` approximation) per sample, shape (b,).
+    def leverage(
+        self, a: Tensor, g: Tensor, wk: Tensor, alpha: Tensor, method: str, rank: int = 0
+    ) -> Tensor:
+        """Σ_k w_k ψ_ikᵀ P⁻¹ ψ_ik (or its ``kron``/low-rank approximation) per sample, (b,).
 
         a (b, R, d_in); g (K, b, R, d_out); wk (K, b) = ω_k (× sample weight); α
-        (n_groups,); ``method`` from ``leverage_cost``.
+        (n_groups,); ``method`` (and ``rank``, for the low-rank routes) from
+        ``leverage_cost``.
         """
         dt = a.dtype
+        if method in ("lowrank_gram", "lowrank_psi", "masked_lowrank"):
+            return self.lowrank_leverage(a, g, wk.to(dt), alpha, rank, method)
         w = (1.0 / (self._eig_outer() + self.prior_of(alpha))).to(dt)
         U, V = self.U.to(dt), self.V.to(dt)
         if method == "kron":
@@ -219,8 +253,8 @@ class KronBlock:
             gt2 = torch.einsum("kb,kbq->bq", wk.to(dt), (g @ U).pow(2).sum(2))
             return ((gt2 @ w) * at2).sum(-1)
         if method == "rotate":
-            pt = torch.einsum("kbrq,brp->kbqp", g @ U, a @ V)
-            return torch.einsum("kb,kbqp->b", wk.to(dt), pt * pt * w)
+            rotated = torch.einsum("kbrq,brp->kbqp", g @ U, a @ V)
+            return torch.einsum("kb,kbqp->b", wk.to(dt), rotated * rotated * w)
         psi = torch.einsum("kbro,bri->kboi", g, a)
         if method == "masked":
             return self._sparse_masked(psi, wk.to(dt), w, U)
@@ -231,8 +265,59 @@ class KronBlock:
             return (wk.to(dt) * per).sum(0)
         if method == "masked_dense":
             psi = psi * self.mask.to(dt)
-        pt = U.t() @ psi @ V
-        return torch.einsum("kb,kbqp->b", wk.to(dt), pt * pt * w)
+        rotated = U.t() @ psi @ V
+        return torch.einsum("kb,kbqp->b", wk.to(dt), rotated * rotated * w)
+
+    def lowrank_leverage(
+        self,
+        a: Tensor,
+        g: Tensor,
+        wk: Tensor,
+        alpha: Tensor,
+        rank: int,
+        method: str = "lowrank_psi",
+        tail_eigenvalue: Tensor | float | None = None,
+    ) -> Tensor:
+        """Σ_k w_k Σ_qp W̃_qp X_qp², X = Uᵀ ψ_k V (ψ⊙M on masked layers; ``method``:
+        ``lowrank_gram``, ``lowrank_psi`` or ``masked_lowrank``, the same number).
+
+        A's eigenvalues outside its top ``rank`` are replaced by one value λ̄
+        (``tail_eigenvalue``; default their mean), so only the top eigenvectors are
+        projected on: the exact leverage of P̃ = Ã ⊗ G + αI with
+        Ã = V_k Λ_k V_kᵀ + λ̄ (I − V_k V_kᵀ) (for the mean, the same trace as A). Since the
+        weight 1/(λ^G_q λ + α) falls with λ, λ̄ = the largest tail eigenvalue gives a lower
+        bound of the exact leverage and λ̄ = 0 an upper one.
+        """
+        dt = a.dtype
+        d_in = self.A.shape[0]
+        a_prior = self.prior_of(alpha)
+        rank = min(rank, d_in)
+        top = slice(d_in - rank, d_in)  # eigh sorts ascending: the top eigenpairs come last
+        if tail_eigenvalue is not None:
+            lam_bar = torch.as_tensor(tail_eigenvalue, dtype=self.lam_a.dtype)
+        else:  # no tail at full rank: its (zero) mass takes any weight
+            lam_bar = self.lam_a[: d_in - rank].mean() if rank < d_in else self.lam_a.new_zeros(())
+        w_head = (1.0 / (torch.outer(self.lam_g, self.lam_a[top]) + a_prior)).to(dt)
+        w_tail = (1.0 / (self.lam_g * lam_bar + a_prior)).to(dt)
+        U, v_top = self.U.to(dt), self.V[:, top].to(dt)
+        if method == "lowrank_gram":
+            gt = g @ U  # (K, b, R, d_out)
+            x = torch.einsum("kbrq,brp->kbqp", gt, a @ v_top)  # X's top columns
+            gram = a @ a.transpose(1, 2)  # (b, R, R): ‖(Uᵀψ)_q‖² = g̃_qᵀ (a aᵀ) g̃_q
+            row_sq = ((gram @ gt) * gt).sum(-2)
+        else:
+            if method == "masked_lowrank":
+                psi = torch.einsum("kbro,bri->kboi", g, a) * self.mask.to(dt)
+                y = U.t() @ psi
+            else:
+                y = torch.einsum("kbrq,bri->kbqi", g @ U, a)  # Uᵀψ
+            x = y @ v_top
+            row_sq = y.square().sum(-1)
+        head = x.square()
+        # X's mass outside the top columns, row by row: ‖(Uᵀψ)_q‖² − Σ_top X_qp² ≥ 0
+        tail = (row_sq - head.sum(-1)).clamp_min(0.0)
+        per = (head * w_head).sum((-2, -1)) + tail @ w_tail
+        return (wk * per).sum(0)
 
     def _active_fraction(self) -> float:
         """ρ = |S| / (d_out·d_in); 0 on ``meta`` (no values: the requested route's cost)."""

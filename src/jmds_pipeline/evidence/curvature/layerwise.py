@@ -112,12 +112,13 @@ class LayerwiseCurvature:
         """Pass 3: ℓ_i and tr(P⁻¹H_i) for the samples ``idx``, written into the outputs."""
         ctx = self.ctx
         lim, mode, masked = ctx.cfg.chunk_elements, ctx.cfg.leverage, ctx.cfg.masked_leverage
+        rank = ctx.cfg.leverage_rank
         for batch in sweep(ctx, self.handlers, idx, None):
-            bi = batch.idx
-            loss[bi] = per_sample_nll(batch.logits, batch.y, ctx.cfg).double().cpu()
+            rows = batch.idx
+            loss[rows] = per_sample_nll(batch.logits, batch.y, ctx.cfg).double().cpu()
             wk = torch.tensor(batch.omega, dtype=ctx.dtype, device=ctx.device)
-            wk = wk[:, None].expand(-1, bi.numel())
-            lev = torch.zeros(bi.numel(), dtype=torch.float64, device=ctx.device)
+            wk = wk[:, None].expand(-1, rows.numel())
+            trace = torch.zeros(rows.numel(), dtype=torch.float64, device=ctx.device)
             for h in self.handlers:
                 if not h.kron:
                     continue
@@ -127,7 +128,7 @@ class LayerwiseCurvature:
                         continue
                     g = _kron_grads(h, g)
                     k, _, r, _ = g.shape
-                    method, _ = blk.leverage_cost(r, k, mode, masked)
+                    method, _ = blk.leverage_cost(r, k, mode, masked, rank)
                     # the exact methods hold K per-sample d_out×d_in matrices per chunk
                     per = r * (h.d_in + k * h.d_out)
                     per += 0 if method == "kron" else k * h.d_in * h.d_out
@@ -135,10 +136,12 @@ class LayerwiseCurvature:
                     for s in range(0, inp.shape[0], c):
                         sl = slice(s, s + c)
                         a = h.kron_inputs(inp[sl])
-                        lev[sl] += blk.leverage(a, g[:, sl], wk[:, sl], alpha, method).double()
+                        trace[sl] += blk.leverage(
+                            a, g[:, sl], wk[:, sl], alpha, method, rank
+                        ).double()
             for name, psi, sl, k in self._diag_psi(batch):
-                lev[sl] += (wk[k, sl] * self.diag[name].leverage(psi, alpha)).double()
-            leverage[bi] = lev.cpu()
+                trace[sl] += (wk[k, sl] * self.diag[name].leverage(psi, alpha)).double()
+            leverage[rows] = trace.cpu()
 
     # ---------------------------------------------------------------- helpers
     def _diag_psi(self, batch: CapturedBatch):

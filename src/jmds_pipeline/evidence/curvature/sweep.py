@@ -48,7 +48,7 @@ def sweep(
     size = [0]
     on_skip = _draw_skipper(ctx, idx)
     with capturing(handlers, size):
-        for bi, xb, yb, wb in ctx.batches(idx, weights, on_skip):
+        for rows, xb, yb, wb in ctx.batches(idx, weights, on_skip):
             size[0] = xb.shape[0]
             with torch.enable_grad(), ctx.autocast():
                 logits = to_logits(ctx.model(xb))
@@ -64,7 +64,7 @@ def sweep(
                 ]
                 for h in handlers
             }
-            yield CapturedBatch(bi, wb, logits.detach(), yb, [om for _, om in pairs], calls)
+            yield CapturedBatch(rows, wb, logits.detach(), yb, [om for _, om in pairs], calls)
             del calls, grads, outs, logits
             for h in handlers:
                 h.calls.clear()
