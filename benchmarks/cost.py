@@ -72,12 +72,22 @@ VARIANTS = {
     "mc_kron_leverage": EvidenceConfig(fisher="mc", leverage="kron"),
     "exact_exact_leverage": EvidenceConfig(fisher="exact"),
     "exact_kron_leverage": EvidenceConfig(fisher="exact", leverage="kron"),
+    # opt-in approximation: A's top 32 eigenvectors, the mean eigenvalue for the rest
+    "mc_lowrank_leverage": EvidenceConfig(fisher="mc", leverage="lowrank", leverage_rank=32),
+    "exact_lowrank_leverage": EvidenceConfig(fisher="exact", leverage="lowrank",
+                                             leverage_rank=32),
 }
 
 
 MASK_KEEPS = {"pruned_50pct": 0.5, "pruned_80pct": 0.2}
 MASKED_REPEATS = 7  # short calls: more rounds for the medians on the loaded machine
-MASKED_ROUTES = ("dense", "sparse", "diag")
+# "lowrank": leverage="lowrank" (rank 32), which takes its masked route where cheaper
+MASKED_ROUTES = ("dense", "sparse", "diag", "lowrank")
+
+
+def _masked_route(route: str) -> tuple[str, str]:
+    """(leverage, masked_leverage) settings of a masked route's label."""
+    return ("lowrank", "sparse") if route == "lowrank" else ("exact", route)
 
 
 def _trained(build):
@@ -166,7 +176,7 @@ def measure_case(name: str) -> dict:
         "exact_over_mc": {
             c: {
                 lev: m[f"exact_{lev}_leverage"] / m[f"mc_{lev}_leverage"]
-                for lev in ("exact", "kron")
+                for lev in ("exact", "kron", "lowrank")
             }
             for c, m in med.items()
         },
@@ -180,6 +190,19 @@ def measure_case(name: str) -> dict:
                 results["mc_exact_leverage"].sample_contribution,
                 results["mc_kron_leverage"].sample_contribution,
             ),
+        },
+        "lowrank_leverage_vs_exact": {
+            fisher: {
+                "contribution": kron_error(
+                    results[f"{fisher}_exact_leverage"].sample_contribution,
+                    results[f"{fisher}_lowrank_leverage"].sample_contribution,
+                ),
+                "leverage": leverage_error(
+                    results[f"{fisher}_exact_leverage"].sample_leverage,
+                    results[f"{fisher}_lowrank_leverage"].sample_leverage,
+                ),
+            }
+            for fisher in ("mc", "exact")
         },
     }
     if laplace_error is None:
@@ -267,7 +290,9 @@ def leverage_multiply_adds(
                 theta=torch.zeros(h.d_out, h.d_in),
                 mask=_mask_matrix(h, masks, torch.device("cpu")),
             )
-            total += sum(block.leverage_cost(r, 1, "exact", route)[1] for r in positions[id(h)])
+            mode, masked = _masked_route(route)
+            total += sum(block.leverage_cost(r, 1, mode, masked, rank=32)[1]
+                         for r in positions[id(h)])
         out[route] = total
     return out
 
@@ -290,7 +315,9 @@ def measure_masked(name: str) -> dict:
         for label, mask in masks.items():
             for route in MASKED_ROUTES:
                 key = f"{label}_{route}"
-                cfg = EvidenceConfig(fisher="mc", masked_leverage=route)
+                mode, masked = _masked_route(route)
+                cfg = EvidenceConfig(fisher="mc", leverage=mode, leverage_rank=32,
+                                     masked_leverage=masked)
                 clock, results[key] = _timed_evidence(
                     model, x, y, cfg, masks=mask, score_weights=False
                 )
@@ -337,6 +364,7 @@ def measure_masked(name: str) -> dict:
         },
         "sparse_vs_dense_max_relative_difference": {},
         "diag_vs_exact": {},
+        "lowrank_vs_exact": {},
     }
     torch.set_num_threads(THREADS)
     for label in masks:
@@ -348,6 +376,11 @@ def measure_masked(name: str) -> dict:
         out["diag_vs_exact"][label] = {
             "leverage": leverage_error(sparse.sample_leverage, diag.sample_leverage),
             "contribution": kron_error(sparse.sample_contribution, diag.sample_contribution),
+        }
+        low = results[f"{label}_lowrank"]
+        out["lowrank_vs_exact"][label] = {
+            "leverage": leverage_error(sparse.sample_leverage, low.sample_leverage),
+            "contribution": kron_error(sparse.sample_contribution, low.sample_contribution),
         }
     return out
 

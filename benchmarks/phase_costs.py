@@ -38,10 +38,21 @@ from jmds_pipeline.comparison import methods
 from jmds_pipeline.sparsity import rounds
 from jmds_pipeline.training.flops import masked_inference_flops
 
+
+def run_jmds_default_lowrank(context: methods.Context, dense: methods.DenseRun,
+                             budget: methods.Budget) -> dict[str, Any]:
+    """The configured default with the opt-in low-rank leverage (rank 32)."""
+    evidence = context.config.jmds.evidence.model_copy(
+        update={"leverage": "lowrank", "leverage_rank": 32})
+    return methods._jmds(context, dense, budget, "jmds_default_lowrank",
+                         methods._jmds_config(context, budget, evidence=evidence))
+
+
 PHASE_METHODS: dict[str, Callable] = {
     "imp": methods.run_imp,
     "phased": methods.run_phased,
     "jmds_default": methods.run_jmds_default,
+    "jmds_default_lowrank": run_jmds_default_lowrank,
 }
 
 

@@ -46,6 +46,11 @@ SCHEDULES: dict[str, tuple] = {
                               {"score_from": "dense", "round_epochs": 10, "final_epochs": 60}),
     "rewind10_r10_f50_kron": ({"rewind_epoch": 10, "jmds": {"evidence": {"leverage": "kron"}}},
                               {"score_from": "rewind", "round_epochs": 10, "final_epochs": 50}),
+    # the default schedule with the opt-in low-rank leverage (rank 32; evidence/curvature/kfac)
+    "rewind10_r10_f50_lowrank": ({"rewind_epoch": 10,
+                                  "jmds": {"evidence": {"leverage": "lowrank",
+                                                        "leverage_rank": 32}}},
+                                 {"score_from": "rewind", "round_epochs": 10, "final_epochs": 50}),
     "rewind10_dense_r10_f50": ({"rewind_epoch": 10}, {"score_from": "dense", "round_epochs": 10,
                                                       "final_epochs": 50}),
     "rewind10_r10_f60": ({"rewind_epoch": 10},
