@@ -36,7 +36,8 @@ SCHEDULES: dict[str, tuple] = {
     # late rewinding: rewind point at epoch 10, scored there; 10-epoch rounds; 30-epoch retrain
     "rewind10_r10_f30": ({"rewind_epoch": 10},
                          {"score_from": "rewind", "round_epochs": 10, "final_epochs": 30}),
-    "rewind10_r10_f50": ({"rewind_epoch": 10},
+    # exact leverage spelt out: the MNIST-1D recipe's default became lowrank after these runs
+    "rewind10_r10_f50": ({"rewind_epoch": 10, "jmds": {"evidence": {"leverage": "exact"}}},
                          {"score_from": "rewind", "round_epochs": 10, "final_epochs": 50}),
     "rewind5_r10_f40": ({"rewind_epoch": 5},
                         {"score_from": "rewind", "round_epochs": 10, "final_epochs": 40}),
