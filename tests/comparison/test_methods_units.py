@@ -906,3 +906,24 @@ def test_variant_runs_jmds_under_its_name_with_its_changes(monkeypatch) -> None:
     assert (jmds.keep, jmds.strata, jmds.hard_cutoff) == ("low", 7, 0.2)
     assert (jmds.target_model_sparsity, jmds.target_data_sparsity, jmds.mode) == (
         0.6, 0.3, "target")
+
+
+def test_jmds_evidence_follows_the_methods_own_jmds_settings(monkeypatch) -> None:
+    """A variant that changes ``jmds.evidence`` (the leverage route, the curvature subsample)
+    scores with those settings, not the context's: the comparison once dropped them."""
+    context = tiny_context(n=8, device="dev0")
+    fakes = _jmds_fakes(monkeypatch, _outcome())
+    own = context.evidence_config(3)
+    changed = context.config.jmds.evidence.model_copy(
+        update={"leverage": "lowrank", "leverage_rank": 7, "subsample_size": 5})
+    assert (own.leverage, own.leverage_rank, own.subsample_size) != ("lowrank", 7, 5)
+    jmds = context.config.jmds.model_copy(update={"evidence": changed})
+    M._jmds(context, tiny_dense(context, seed=3), Budget(0.5, 0.5), "x", jmds)
+    scorer = fakes.rounds.calls[0][0][8]
+    samples = Recorder(_evidence(contribution=torch.tensor([0.5])))
+    monkeypatch.setattr(M, "score_samples", samples)
+    scorer(object(), {}, torch.ones(8), weights=False, samples=True)
+    ((args, _),) = samples.calls
+    used = args[5]
+    assert (used.leverage, used.leverage_rank, used.subsample_size) == ("lowrank", 7, 5)
+    assert used.seed == 3

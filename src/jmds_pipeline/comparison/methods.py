@@ -316,17 +316,19 @@ def run_phased(context: Context, dense: DenseRun, budget: Budget) -> dict[str, A
 def _jmds(context: Context, dense: DenseRun, budget: Budget, method: str,
           jmds: JMDSConfig, structure: str | None = None) -> dict[str, Any]:
     config = context.for_seed(dense.seed).model_copy(update={"jmds": jmds})
-    evidence_config = context.evidence_config(dense.seed, structure)
+    # from this method's JMDS settings: a variant's jmds.evidence changes reach the evidence
+    evidence_settings = evidence_config(config, context.meta, seed=dense.seed,
+                                        structure=structure)
     model = context.build(dense.seed, dense.state)
     masks, groups = _initial_masks(context, config, model)
 
     def evidence(model: nn.Module, masks: Masks, kept: torch.Tensor, *, weights: bool,
                  samples: bool) -> RoundScores:
         if not weights:  # phase C under the mask phase B has just chosen
-            result = score_samples(model, masks, kept, context.train, jmds, evidence_config,
+            result = score_samples(model, masks, kept, context.train, jmds, evidence_settings,
                                    context.device)
             return RoundScores(sample_scores=result.sample_contribution)
-        phase_b = score_weights(model, masks, kept, context.train, jmds, evidence_config,
+        phase_b = score_weights(model, masks, kept, context.train, jmds, evidence_settings,
                                 context.device, with_samples=samples)
         result = phase_b.evidence
         weight_scores = dict(result.weight_scores)
