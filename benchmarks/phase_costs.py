@@ -39,12 +39,11 @@ from jmds_pipeline.sparsity import rounds
 from jmds_pipeline.training.flops import masked_inference_flops
 
 
-def run_jmds_default_lowrank(context: methods.Context, dense: methods.DenseRun,
-                             budget: methods.Budget) -> dict[str, Any]:
-    """The configured default with the opt-in low-rank leverage (rank 32)."""
-    evidence = context.config.jmds.evidence.model_copy(
-        update={"leverage": "lowrank", "leverage_rank": 32})
-    return methods._jmds(context, dense, budget, "jmds_default_lowrank",
+def run_jmds_default_exact_leverage(context: methods.Context, dense: methods.DenseRun,
+                                    budget: methods.Budget) -> dict[str, Any]:
+    """The configured default with the exact leverage (the recipe's default is lowrank)."""
+    evidence = context.config.jmds.evidence.model_copy(update={"leverage": "exact"})
+    return methods._jmds(context, dense, budget, "jmds_default_exact_leverage",
                          methods._jmds_config(context, budget, evidence=evidence))
 
 
@@ -52,7 +51,7 @@ PHASE_METHODS: dict[str, Callable] = {
     "imp": methods.run_imp,
     "phased": methods.run_phased,
     "jmds_default": methods.run_jmds_default,
-    "jmds_default_lowrank": run_jmds_default_lowrank,
+    "jmds_default_exact_leverage": run_jmds_default_exact_leverage,
 }
 
 
