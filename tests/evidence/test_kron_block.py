@@ -474,3 +474,50 @@ def test_lowrank_cost_by_hand():
     narrow[0, 0] = narrow[1, 1] = narrow[2, 1] = True
     assert _block(narrow).leverage_cost(5, 1, "lowrank", rank=2) == ("masked", 108)
     assert _block(narrow).leverage_cost(5, 1, "lowrank", "diag", rank=2)[0] == "masked_diag"
+
+
+def test_lowrank_routes_keep_the_samples_dtype():
+    """float32 samples: every low-rank route returns float32, equal to the float64 value to
+    float32 precision (the factors' float64 eigenpairs are cast, not the samples)."""
+    blk = _block()
+    a, gr, wk = _data()
+    want = _exact(_tail_replaced(blk, 2), a, gr, wk)
+    for method in ("lowrank_gram", "lowrank_psi"):
+        got = blk.leverage(a.float(), gr.float(), wk.float(), AL, method, 2)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-6)
+    m = _mask(4)
+    masked = _block(m)
+    got = masked.leverage(a.float(), gr.float(), wk.float(), AL, "masked_lowrank", 2)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), _exact(_tail_replaced(masked, 2), a, gr, wk, m),
+                               rtol=1e-4, atol=1e-6)
+
+
+def test_lowrank_with_a_given_tail_eigenvalue_is_exact_for_it():
+    """λ̄ = 1/3 (not representable in float32): the value equals the dense algebra of Ã with
+    that tail to float64 precision, so λ̄ is used in the factors' precision."""
+    blk = _block(seed=1)
+    a, gr, wk = _data(seed=8)
+    want = _exact(_tail_replaced(blk, 2, tail=1.0 / 3.0), a, gr, wk)
+    got = blk.lowrank_leverage(a, gr, wk, AL, 2, tail_eigenvalue=1.0 / 3.0)
+    torch.testing.assert_close(got, want, rtol=1e-11, atol=0.0)
+
+
+def test_lowrank_cost_edges_by_hand():
+    blk = _block()
+    # no rank given: no low-rank option (rank 0), the exact routes' choice
+    assert blk.leverage_cost(5, 1, "lowrank") == ("matrix", 144)
+    assert blk.leverage_cost(5, 1, "lowrank", rank=0) == ("matrix", 144)
+    # rank 1 is a valid rank: wide layer d_in 40, d_out 4, R 3, K 1: gram = 48 + 120 + 360
+    # + 12 + 36 = 576 < psi 48 + 480 + 160 = 688 < rotate 5328
+    wide = KronBlock(None, A=torch.zeros(40, 40), G=torch.zeros(4, 4), theta=torch.zeros(4, 40))
+    assert wide.leverage_cost(3, 1, "lowrank", rank=1) == ("lowrank_gram", 576)
+    # rank = d_in is no low-rank route, even where its price would win: d_in 8, d_out 3,
+    # R 4: psi at rank 8 = 36 + 96 + 192 = 324 < matrix 96 + 24·11 = 360 < rotate 388
+    mid = KronBlock(None, A=torch.zeros(8, 8), G=torch.zeros(3, 3), theta=torch.zeros(3, 8))
+    assert mid.leverage_cost(4, 1, "lowrank", rank=8) == ("matrix", 360)
+    # masked tie (s = 1 = rank): 60 + 36 + 12 = 108 both ways; the exact route is kept
+    narrow = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
+    narrow[0, 0] = narrow[1, 1] = narrow[2, 1] = True
+    assert _block(narrow).leverage_cost(5, 1, "lowrank", rank=1) == ("masked", 108)
