@@ -316,6 +316,10 @@ def main() -> None:
     mc_lowrank = EvidenceConfig(
         structure="kfac", fisher="mc", leverage="lowrank", leverage_rank=32
     )
+    # kfac_max_dim=2304: the three 4608-input convs of ResNet-18's layer4 fall back to diag
+    # (a float64 eigh of 4608² takes ~30 s on this 2-core CPU)
+    resnet = dict(structure="kfac", fisher="mc", batch_size=64, kfac_max_dim=2304)
+    gpt2 = dict(structure="kfac", likelihood="language_modeling", fisher="mc", batch_size=64)
     both = {
         "kfac_exact": kfac,
         "kfac_mc": mc,
@@ -348,27 +352,10 @@ def main() -> None:
         "resnet18_cifar_random": run_case(
             "resnet18",
             resnet18_cifar,
-            # kfac_max_dim=2304: the three 4608-input convs of layer4 fall back to diag (a
-            # float64 eigh of 4608² takes ~30 s on this 2-core CPU)
             {
-                "kfac_mc": EvidenceConfig(
-                    structure="kfac", fisher="mc", batch_size=64, kfac_max_dim=2304
-                ),
-                "kfac_mc_kron": EvidenceConfig(
-                    structure="kfac",
-                    fisher="mc",
-                    batch_size=64,
-                    kfac_max_dim=2304,
-                    leverage="kron",
-                ),
-                "kfac_mc_lowrank": EvidenceConfig(
-                    structure="kfac",
-                    fisher="mc",
-                    batch_size=64,
-                    kfac_max_dim=2304,
-                    leverage="lowrank",
-                    leverage_rank=32,
-                ),
+                "kfac_mc": EvidenceConfig(**resnet),
+                "kfac_mc_kron": EvidenceConfig(**resnet, leverage="kron"),
+                "kfac_mc_lowrank": EvidenceConfig(**resnet, leverage="lowrank", leverage_rank=32),
             },
             laplace_model=lambda m: m,
         ),
@@ -376,17 +363,8 @@ def main() -> None:
             "gpt2_tiny",
             gpt2_tiny,
             {
-                "kfac_mc": EvidenceConfig(
-                    structure="kfac", likelihood="language_modeling", fisher="mc", batch_size=64
-                ),
-                "kfac_mc_lowrank": EvidenceConfig(
-                    structure="kfac",
-                    likelihood="language_modeling",
-                    fisher="mc",
-                    batch_size=64,
-                    leverage="lowrank",
-                    leverage_rank=32,
-                ),
+                "kfac_mc": EvidenceConfig(**gpt2),
+                "kfac_mc_lowrank": EvidenceConfig(**gpt2, leverage="lowrank", leverage_rank=32),
             },
             laplace_model=None,
             lm=True,

@@ -55,3 +55,18 @@ def laplace_log_evidence(h, theta, log_lik, alpha):
     return float(
         log_lik - 0.5 * alpha * (theta * theta).sum() - 0.5 * (logdet - d * math.log(alpha))
     )
+
+
+def refuse_batched_grads(monkeypatch) -> None:
+    """Make ``autograd.grad(..., is_grads_batched=True)`` raise as an op without a batching
+    rule would, so ``sweep._batched_grad`` takes its per-vector fallback."""
+    from jmds_pipeline.evidence.curvature import sweep
+
+    real = torch.autograd.grad
+
+    def no_batching(*args, **kwargs):
+        if kwargs.get("is_grads_batched"):
+            raise RuntimeError("no batching rule")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(sweep.torch.autograd, "grad", no_batching)

@@ -11,11 +11,11 @@ import torch
 from torch import nn
 
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
-from jmds_pipeline.evidence.curvature import sweep
 from jmds_pipeline.evidence.curvature.sweep import _batched_grad, _upcast
 from jmds_pipeline.evidence.engine import _is_channels_last, kron_factors
 from jmds_pipeline.evidence.footprint import layer_footprints
 from jmds_pipeline.evidence.subsample import select_subsample
+from tests.evidence.helpers import refuse_batched_grads
 
 NHWC = torch.channels_last
 
@@ -174,14 +174,7 @@ def test_batched_grad_falls_back_to_one_vector_at_a_time(monkeypatch):
     assert batched[1] is None
     want = torch.stack([torch.autograd.grad(logits, hidden, v, retain_graph=True)[0] for v in vs])
     torch.testing.assert_close(batched[0], want)
-    real = torch.autograd.grad
-
-    def no_batching(*args, **kwargs):
-        if kwargs.get("is_grads_batched"):
-            raise RuntimeError("no batching rule")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep.torch.autograd, "grad", no_batching)
+    refuse_batched_grads(monkeypatch)
     loop = _batched_grad(logits, [hidden, unused], vs)
     assert loop[1] is None and len(loop) == 2
     torch.testing.assert_close(loop[0], want)

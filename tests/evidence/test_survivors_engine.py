@@ -13,11 +13,11 @@ import torch
 from torch import nn
 
 from jmds_pipeline.evidence import EvidenceConfig, estimate_evidence
-from jmds_pipeline.evidence.curvature import sweep
 from jmds_pipeline.evidence.curvature.diag import DiagBlock
 from jmds_pipeline.evidence.curvature.sweep import _batched_grad
 from jmds_pipeline.evidence.engine import _prior_precision
 from jmds_pipeline.evidence.stationarity import log_joint_stationarity
+from tests.evidence.helpers import refuse_batched_grads
 
 F64 = torch.float64
 
@@ -123,14 +123,7 @@ def test_batched_grad_fallback_with_a_single_vector(monkeypatch):
     logits = hidden.tanh() * 3
     v = torch.randn(1, 4, 2, dtype=F64)
     want = torch.autograd.grad(logits, hidden, v[0], retain_graph=True)[0]
-    real = torch.autograd.grad
-
-    def no_batching(*args, **kwargs):
-        if kwargs.get("is_grads_batched"):
-            raise RuntimeError("no batching rule")
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(sweep.torch.autograd, "grad", no_batching)
+    refuse_batched_grads(monkeypatch)
     (out,) = _batched_grad(logits, [hidden], v)
     assert out.shape == (1, 4, 2)
     torch.testing.assert_close(out[0], want, rtol=1e-12, atol=0)

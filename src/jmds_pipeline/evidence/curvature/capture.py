@@ -109,14 +109,14 @@ class Handler:
     def kron_inputs(self, x: Tensor) -> Tensor:
         """Layer input -> a of shape (B, R, d_in) (with a ones column for the bias)."""
         m = self.module
-        # conv: patches (B, R, C_in·k) from a strided view; linear-like: tokens/positions as R
-        if self.kind == "conv":
+        conv = self.kind == "conv"
+        if not self.has_bias:  # conv: patches (B, R, C_in·k); linear-like: positions as R
+            return _unfold(m, x) if conv else x.reshape(x.shape[0], -1, x.shape[-1])
+        if conv:  # a strided view of the patches, copied once below
             patches, (b, r, d) = _patch_view(m, x)
         else:
             patches = x.reshape(x.shape[0], -1, x.shape[-1])
             b, r, d = patches.shape
-        if not self.has_bias:
-            return patches.reshape(b, r, d)
         # one copy into a buffer with the ones column (reshape, then cat, copied twice)
         out = x.new_empty(b, r, d + 1)
         out[..., :d].view(patches.shape).copy_(patches)
