@@ -7,6 +7,8 @@ bounds computed densely, and the cost model against counts worked out by hand.""
 
 from __future__ import annotations
 
+import itertools
+import random
 from types import SimpleNamespace
 
 import pytest
@@ -18,6 +20,7 @@ from jmds_pipeline.evidence.curvature.kfac import (
     SPARSE_MAX_GATHERED,
     KronBlock,
     _eigh,
+    _width_groups,
     rectangle,
 )
 from jmds_pipeline.evidence.footprint import leverage_method
@@ -328,26 +331,29 @@ def test_leverage_cost_by_hand():
     assert blk.leverage_cost(2, 1, "exact") == ("rotate", 74)
     # kron allowed: rotate part 32 + 18 = 50, + 12 = 62 < 74
     assert blk.leverage_cost(2, 1, "kron") == ("kron", 62)
-    # masked rows: psi = r·d_in·d_out; masked (sparse) adds d_out·s·d_in + d_out²·d_in
+    # masked rows: psi = r·d_in·d_out; masked (sparse) adds (Σ_groups n_g·s_g)·d_in for the
+    # row groups' padded widths and (rows with an active entry)·d_out·d_in. _mask: row 0
+    # empty (skipped), row 1 full, row 2 w2 wide; three rows fit ≤ 4 groups unpadded
     m = _mask(3)
     mb = _block(m)
-    s = int(m.sum(1).max())
-    assert s == D_IN
-    assert mb.leverage_cost(5, 2, "exact") == ("masked", 2 * (60 + 3 * s * 4 + 9 * 4))
+    w2 = int(m[2].sum())
+    assert mb._sparse_work() == (D_IN + w2, 2)
+    assert mb.leverage_cost(5, 2, "exact") == ("masked", 2 * (60 + (4 + w2) * 4 + 2 * 3 * 4))
     assert mb.leverage_cost(5, 2, "kron", "dense") == ("masked_dense", 2 * (60 + 12 * 7))
     narrow = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
     narrow[0, 0] = narrow[1, 1] = narrow[2, 1] = True
     nb = _block(narrow)
-    assert nb._row_width() == 1 and nb._active_fraction() == pytest.approx(0.25)
+    assert nb._sparse_work() == (3, 3) and nb._active_fraction() == pytest.approx(0.25)
     assert nb.leverage_cost(5, 2, "exact", "sparse") == ("masked", 2 * (60 + 3 * 1 * 4 + 36))
     assert nb.leverage_cost(5, 2, "exact", "diag") == ("masked_diag", 2 * (60 + 12))
     # above DIAG_MAX_ACTIVE the diag route falls back to the exact sparse one
     dense = torch.ones(D_OUT, D_IN, dtype=torch.bool)
     dense[0, 0] = dense[2, 3] = False
     assert dense.double().mean() > DIAG_MAX_ACTIVE
+    # rows 3, 4, 3 wide: two groups {3, 3} and {4} are unpadded, area 10
     assert _block(dense).leverage_cost(5, 2, "exact", "diag") == (
         "masked",
-        2 * (60 + 3 * 4 * 4 + 36),
+        2 * (60 + 10 * 4 + 36),
     )
     at = torch.zeros(5, 10, dtype=torch.bool)
     at.view(-1)[: int(DIAG_MAX_ACTIVE * 50)] = True  # exactly at the cap: still diag
@@ -371,10 +377,10 @@ def test_leverage_method_allocates_nothing():
 
 
 def test_meta_mask_is_costed_without_values():
-    """A ``meta`` mask has no values: ρ counts as 0 (the diag route) and s as d_in."""
+    """A ``meta`` mask has no values: ρ counts as 0 (the diag route) and every row as whole."""
     meta = torch.empty(D_OUT, D_IN, dtype=torch.bool, device="meta")
     blk = _block_meta(meta)
-    assert blk._active_fraction() == 0.0 and blk._row_width() == D_IN
+    assert blk._active_fraction() == 0.0 and blk._sparse_work() == (D_OUT * D_IN, D_OUT)
     assert blk.leverage_cost(5, 2, "exact", "diag") == ("masked_diag", 2 * (60 + 12))
     assert blk.leverage_cost(5, 2, "exact") == ("masked", 2 * (60 + 3 * 4 * 4 + 9 * 4))
 
@@ -465,8 +471,10 @@ def test_lowrank_cost_by_hand():
     # + 36 = 1104; psi 48 + 480 + 800 = 1328
     assert wide.leverage_cost(3, 1, "lowrank", rank=5) == ("lowrank_gram", 1104)
     # masked: lowrank K·(psi + d_out²·d_in + d_out·d_in·rank) = 60 + 36 + 24 = 120 against
-    # sparse 60 + 3·4·4 + 36 = 144
-    mb = _block(_mask(3))
+    # sparse 60 + (4 + 4 + 3)·4 + 3·3·4 = 140 (rows 4, 4, 3 wide)
+    nearly = torch.ones(D_OUT, D_IN, dtype=torch.bool)
+    nearly[2, 3] = False
+    mb = _block(nearly)
     assert mb.leverage_cost(5, 1, "lowrank", rank=2) == ("masked_lowrank", 120)
     assert mb.leverage_cost(5, 1, "lowrank", rank=3) == ("masked_lowrank", 132)
     # one active entry per row (s = 1): sparse 60 + 3·1·4 + 36 = 108 < lowrank 120
@@ -521,3 +529,46 @@ def test_lowrank_cost_edges_by_hand():
     narrow = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
     narrow[0, 0] = narrow[1, 1] = narrow[2, 1] = True
     assert _block(narrow).leverage_cost(5, 1, "lowrank", rank=1) == ("masked", 108)
+
+
+def _brute_area(widths: list[int], most: int) -> int:
+    """The least Σ_g len(g)·max(g) over every split of ascending ``widths`` into ≤ most runs."""
+    n = len(widths)
+    best = n * widths[-1]
+    for groups in range(2, min(most, n) + 1):
+        for cuts in itertools.combinations(range(1, n), groups - 1):
+            bounds = [0, *cuts, n]
+            area = sum((bounds[i + 1] - bounds[i]) * widths[bounds[i + 1] - 1]
+                       for i in range(groups))
+            best = min(best, area)
+    return best
+
+
+def test_width_groups_minimise_the_padded_area():
+    """The row groups of the sparse route: consecutive, covering, at most ``most``, and with
+    the least padded area (brute force over every split of up to 9 rows)."""
+    gen = random.Random(0)
+    for _ in range(200):
+        widths = sorted(gen.randint(1, 12) for _ in range(gen.randint(1, 9)))
+        most = gen.randint(1, 4)
+        parts = _width_groups(torch.tensor(widths), most)
+        assert 1 <= len(parts) <= most
+        assert parts[0].start == 0 and parts[-1].stop == len(widths)
+        assert all(p.stop == q.start and p.start < p.stop for p, q in itertools.pairwise(parts))
+        area = sum((p.stop - p.start) * widths[p.stop - 1] for p in parts)
+        assert area == _brute_area(widths, most)
+    assert _width_groups(torch.tensor([], dtype=torch.long), 4) == []
+
+
+def test_uneven_rows_are_grouped_and_give_the_same_leverage():
+    """Evidence-chosen masks leave some rows whole and others nearly empty: the row groups
+    cut the padded work below one-width-for-all and the leverage is the dense algebra's."""
+    m = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
+    m[0, :1] = True  # width 1
+    m[1] = True  # whole row
+    m[2, 1:3] = True  # width 2
+    blk = _block(m)
+    area, rows = blk._sparse_work()
+    assert (area, rows) == (1 + 2 + D_IN, 3) and area < D_OUT * D_IN
+    a, gr, wk = _data()
+    torch.testing.assert_close(blk.leverage(a, gr, wk, AL, "masked"), _exact(blk, a, gr, wk, m))

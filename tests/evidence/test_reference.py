@@ -4,6 +4,9 @@ mask, sample-weight, subsample, prior-mode and weight-score path whose maths is 
 
 The reference file stores the weights, data, masks and results; regenerate it only from an
 engine whose maths is known to be right (``python -m tests.evidence.reference_cases``).
+The three MC-Fisher cases (mlp_kfac_mc, cnn1d_kfac_mc, cnn2d_kfac_masked) were recomputed
+when the MC label draw moved from ``torch.multinomial`` to inverse-CDF sampling (the same
+law, other random numbers; ``test_sampler.py`` checks the law); the others are unchanged.
 """
 
 from __future__ import annotations

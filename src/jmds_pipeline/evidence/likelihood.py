@@ -108,11 +108,28 @@ def backward_vectors(
                     v = only
                 yield v, 1.0
         return
-    flat = probs.reshape(-1, n_cls).float()
+    cdf = probs.reshape(-1, n_cls).float().cumsum(-1)
     for _ in range(config.mc_samples):
-        draw = torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+        draw = sample_classes(cdf, generator).reshape(probs.shape[:-1])
         v = F.one_hot(draw, n_cls).to(logits.dtype) - probs
         yield v * valid, 1.0 / config.mc_samples
+
+
+def sample_classes(cdf: Tensor, generator: torch.Generator | None) -> Tensor:
+    """One class per row of ``cdf`` (rows' cumulative probabilities) by inverse CDF.
+
+    One uniform per row: ``torch.multinomial`` takes one exponential variate per class,
+    3.3 s for 2048 tokens over GPT-2's 50 257 classes against 0.4 s here (2-core CPU). Class
+    c is drawn with probability cdf[c] − cdf[c−1], the float32 increment, within one
+    rounding (≤ 1.2e-7) of p_c whatever the number of classes; classes of probability 0
+    are never drawn (``right=True``).
+    """
+    total = cdf[:, -1:]
+    u = torch.rand(cdf.shape[0], 1, generator=generator, device=cdf.device, dtype=cdf.dtype)
+    # below the total even where u·total rounds up to it: the first cdf[c] above it then
+    # always exists and has a positive increment
+    point = torch.minimum(u * total, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, point, right=True).squeeze(1)
 
 
 def skip_backward_draws(
@@ -121,9 +138,9 @@ def skip_backward_draws(
     """Advance ``generator`` exactly as ``backward_vectors`` would on a batch of ``rows``
     samples with per-sample logits of ``output_shape`` (a batch another rank runs).
 
-    The MC draw ``torch.multinomial(p, 1)`` takes one exponential variate per entry of p
-    whatever p holds (argmax of p / q), so drawing from uniform p of the same shape
-    consumes the same stream; the distributed tests check the draws that follow agree.
+    The MC draw (``sample_classes``) takes one uniform variate per sample and position
+    whatever the probabilities hold, so drawing as many uniforms consumes the same stream;
+    the distributed tests check the draws that follow agree.
     """
     if config.likelihood == "regression":
         return
@@ -132,9 +149,8 @@ def skip_backward_draws(
     if use_exact_fisher(n_cls * output_shape[0] if lm else n_cls, config, warn=False):
         return
     entries = rows * math.prod(output_shape[:-1])
-    uniform = torch.ones(entries, n_cls, device=generator.device)
     for _ in range(config.mc_samples):
-        torch.multinomial(uniform, 1, generator=generator)
+        torch.rand(entries, 1, generator=generator, device=generator.device)
 
 
 def output_hessian(logits: Tensor, y: Tensor, config: EvidenceConfig) -> Tensor:

@@ -75,6 +75,7 @@ diag(P⁻¹) (16 d_out d_in) when scoring, plus per-sample chunks c · K · d_ou
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 
 import torch
@@ -91,6 +92,8 @@ DIAG_MAX_ACTIVE = 0.6
 # within it keeps its gathered V for the whole sample pass (≤ 16 MiB in float32; the CNNs
 # here: ≤ 0.6 M elements per layer); a larger one gathers blocks of rows per chunk instead
 SPARSE_MAX_GATHERED = 1 << 22
+# most row groups (one batched GEMM each) of the ``sparse`` route; see ``_row_groups``
+SPARSE_ROW_GROUPS = 4
 
 
 @dataclass
@@ -210,8 +213,8 @@ class KronBlock:
             if masked == "dense":
                 exact = ("masked_dense", k * (psi + d_out * d_in * (d_in + d_out)))
             else:
-                exact = ("masked", k * (psi + d_out * self._row_width() * d_in
-                                        + d_out * d_out * d_in))
+                area, rows = self._sparse_work()
+                exact = ("masked", k * (psi + area * d_in + rows * d_out * d_in))
             if low:
                 lowrank = k * (psi + d_out * d_out * d_in + d_out * d_in * rank)
                 if lowrank < exact[1]:
@@ -325,32 +328,48 @@ class KronBlock:
             return 0.0
         return float(self.mask.double().mean())
 
-    def _row_width(self) -> int:
-        """s = max_o |S_o|, the padded width of the rows' active sets (d_in on ``meta``)."""
+    def _sparse_work(self) -> tuple[int, int]:
+        """(padded area Σ_g n_g·s_g of the row groups, rows with an active entry): the
+        ``sparse`` route's per-sample work is d_in·area + rows·d_out·d_in (on ``meta``, no
+        values: the whole layer)."""
         if self.mask.device.type == "meta":
-            return self.A.shape[0]
-        return int(self.mask.sum(1).max())
+            return self.G.shape[0] * self.A.shape[0], self.G.shape[0]
+        groups = self._row_groups(self.mask.device)
+        return (sum(idx.numel() for _, idx, _ in groups),
+                sum(rows.numel() for rows, _, _ in groups))
 
-    def _rows(self, device: torch.device) -> tuple[Tensor, Tensor]:
-        """(idx, live): row o's active columns first in idx[o] (padded with inactive ones to
-        s = max_o |S_o|), live[o, t] = whether slot t is one of row o's active columns."""
+    def _row_groups(self, device: torch.device) -> list[tuple[Tensor, Tensor, Tensor]]:
+        """The rows with an active entry, in at most ``SPARSE_ROW_GROUPS`` groups of similar
+        width: per group (rows, idx, live), idx[t] = row rows[t]'s active columns first
+        (padded with inactive ones to the group's widest row), live[t, u] = slot u is active.
+        The groups minimise the padded area (evidence-chosen masks leave some rows whole and
+        others nearly empty, so one width for all rows did up to twice the work)."""
         key = ("rows", str(device))
         if key not in self._gathered:
             mask = self.mask.to(device)
             count = mask.sum(1)
-            width = int(count.max())
-            # stable sort puts each row's active columns first, in their original order
-            idx = torch.argsort((~mask).to(torch.int8), dim=1, stable=True)[:, :width]
-            live = torch.arange(width, device=device) < count[:, None]
-            self._gathered[key] = (idx, live)
+            order = torch.argsort(count, stable=True)
+            order = order[count[order] > 0]  # empty rows: (ψ⊙M)_o = 0, nothing to multiply
+            groups = []
+            for part in _width_groups(count[order], SPARSE_ROW_GROUPS):
+                rows = order[part]
+                width = int(count[rows].max())
+                # stable sort puts each row's active columns first, in their original order
+                idx = torch.argsort((~mask[rows]).to(torch.int8), dim=1, stable=True)[:, :width]
+                live = torch.arange(width, device=device) < count[rows, None]
+                groups.append((rows, idx, live))
+            self._gathered[key] = groups
         return self._gathered[key]
 
-    def _gathered_v(self, rows: slice, device: torch.device, dt: torch.dtype) -> Tensor:
-        """Vg[o, t] = V[idx[o, t]] on live slots, 0 on padding, for the rows ``rows``, so
-        ψ_o,idx[o] @ Vg[o] is (ψ⊙M)_o V exactly; the whole layer's is kept once built."""
-        idx, live = self._rows(device)
+    def _gathered_v(self, group: int, rows: slice, device: torch.device, dt: torch.dtype
+                    ) -> Tensor:
+        """Vg[t, u] = V[idx[t, u]] on live slots, 0 on padding, for the rows ``rows`` of
+        group ``group``, so ψ_o,idx[t] @ Vg[t] is (ψ⊙M)_o V exactly; a whole group's is kept
+        once built when it is within ``SPARSE_MAX_GATHERED``."""
+        _, idx, live = self._row_groups(device)[group]
         whole = rows == slice(0, idx.shape[0])
-        key = ("v", str(device), dt)
+        whole = whole and idx.numel() * self.V.shape[0] <= SPARSE_MAX_GATHERED
+        key = ("v", group, str(device), dt)
         if whole and key in self._gathered:
             return self._gathered[key]
         vg = self.V.to(device=device, dtype=dt)[idx[rows]] * live[rows, :, None].to(dt)
@@ -361,24 +380,63 @@ class KronBlock:
     def _sparse_masked(self, psi: Tensor, wk: Tensor, w: Tensor, U: Tensor) -> Tensor:
         """Σ_k w_k Σ_qp W_qp (Uᵀ (ψ_k⊙M) V)_qp² from each row's active entries only."""
         k, b, d_out, d_in = psi.shape
-        idx, _ = self._rows(psi.device)
-        width = idx.shape[1]
-        if width == 0:  # fully pruned layer: ψ⊙M = 0
+        groups = self._row_groups(psi.device)
+        live_rows = sum(rows.numel() for rows, _, _ in groups)
+        if live_rows == 0:  # fully pruned layer: ψ⊙M = 0
             return psi.new_zeros(b)
-        picked = psi.gather(-1, idx.expand(k, b, d_out, width))  # (K, b, d_out, s)
-        rows = picked.reshape(k * b, d_out, width).transpose(0, 1)  # (d_out, Kb, s)
-        step = max(1, SPARSE_MAX_GATHERED // (width * d_in))  # rows whose Vg is held at once
-        z = None
-        for o in range(0, d_out, step):
-            blk = slice(o, min(o + step, d_out))
-            y = torch.bmm(rows[blk], self._gathered_v(blk, psi.device, psi.dtype))  # (ψ⊙M) V
-            part = U[blk].t() @ y.reshape(y.shape[0], -1)  # these rows' share of Uᵀ (ψ⊙M) V
-            z = part if z is None else z.add_(part)
-        z = z.reshape(d_out, k * b, d_in)
+        flat = psi.reshape(k * b, d_out * d_in)
+        # (ψ⊙M) V of every row with an active entry, group after group, then one Uᵀ product:
+        # a Uᵀ product per group rewrote the whole d_out × Kb × d_in result each time
+        y = psi.new_empty(live_rows, k * b, d_in)
+        done = 0
+        for group, (rows, idx, _) in enumerate(groups):
+            n, width = idx.shape
+            step = max(1, SPARSE_MAX_GATHERED // (width * d_in))  # rows whose Vg is held
+            entries = (rows[:, None] * d_in + idx).reshape(-1)  # into ψ's flattened rows
+            for o in range(0, n, step):
+                blk = slice(o, min(o + step, n))
+                picked = flat.index_select(1, entries[blk.start * width: blk.stop * width])
+                picked = picked.reshape(k * b, blk.stop - blk.start, width).transpose(0, 1)
+                vg = self._gathered_v(group, blk, psi.device, psi.dtype)
+                torch.bmm(picked, vg, out=y[done: done + vg.shape[0]])
+                done += vg.shape[0]
+        order = torch.cat([rows for rows, _, _ in groups])
+        z = (U[order].t() @ y.reshape(live_rows, -1)).reshape(d_out, k * b, d_in)
         # in place, then one reduction: einsum's per-q matrix-vector products and fresh
         # temporaries were each ~3× slower on the MNIST-1D CNN (CPU)
         per = z.square_().mul_(w[:, None, :]).sum((0, 2))
         return (wk * per.reshape(k, b)).sum(0)
+
+
+def _width_groups(widths: Tensor, most: int) -> list[slice]:
+    """Split ascending ``widths`` into at most ``most`` consecutive groups that minimise
+    Σ_g len(g)·max(g) (each group is padded to its widest row); exact, by dynamic
+    programming over the distinct widths."""
+    if widths.numel() == 0:
+        return []
+    distinct, counts = torch.unique_consecutive(widths.cpu().double(), return_counts=True)
+    ends = counts.cumsum(0).double()  # ends[j]: one past the last row of width ≤ distinct[j]
+    m = distinct.numel()
+    # cost[j]: least area covering the rows up to ends[j] with the groups so far
+    cost = ends * distinct
+    back: list[list[int]] = []
+    for _ in range(1, min(most, m)):
+        new, arg = cost.clone(), [-1] * m  # -1: no further cut, as with one group fewer
+        for j in range(1, m):
+            # last group = the rows after ends[i], padded to distinct[j]
+            c = cost[:j] + (ends[j] - ends[:j]) * distinct[j]
+            i = int(torch.argmin(c))
+            if c[i] < new[j]:
+                new[j], arg[j] = c[i], i
+        cost = new
+        back.append(arg)
+    cuts, j = [int(ends[-1])], m - 1
+    for arg in reversed(back):
+        if arg[j] >= 0:
+            j = arg[j]
+            cuts.append(int(ends[j]))
+    cuts.reverse()
+    return [slice(s, e) for s, e in itertools.pairwise([0, *cuts])]
 
 
 def rectangle(mask: Tensor | None) -> tuple[Tensor, Tensor] | None:

@@ -89,6 +89,9 @@ def _upcast(t: Tensor | None, dtype: torch.dtype) -> Tensor | None:
 
 def _batched_grad(logits: Tensor, outs: list[Tensor], vs: Tensor) -> list[Tensor | None]:
     """∂(v_kᵀ f)/∂out for every k at once: tensors (K, *out.shape), None where unused."""
+    if vs.shape[0] == 1:  # one vector (MC, one draw): a plain backward, no vmap to pay for
+        grads = torch.autograd.grad(logits, outs, vs[0], allow_unused=True, retain_graph=True)
+        return [None if g is None else g.unsqueeze(0) for g in grads]
     try:
         with warnings.catch_warnings():
             # ops without a batching rule run a slower per-k loop inside vmap: still correct
