@@ -161,16 +161,13 @@ class KronBlock:
         return torch.minimum(direct, schur).cpu()
 
     # ---- curvature pass ----
-    def accumulate_a(self, a: Tensor, w: Tensor) -> None:
-        """a: (b, R, d_in), w: (b,) sample weights; adds Σ_i w_i Σ_r a aᵀ / R."""
-        r = a.shape[1]
-        aw = (a * (w / r).sqrt().reshape(-1, 1, 1)).reshape(-1, a.shape[-1])
-        self.A += (aw.t() @ aw).double()
+    def accumulate_a(self, a: Tensor, w: Tensor, scale: float = 1.0) -> None:
+        """a: (b, R, d_in), w: (b,) sample weights; adds scale · Σ_i w_i Σ_r a aᵀ / R."""
+        self.A += _weighted_gram(a, w * (scale / a.shape[1]))
 
     def accumulate_g(self, g: Tensor, w: Tensor) -> None:
         """g: (K, b, R, d_out), w: (K, b) = sample weight × ω_k; adds Σ_ik w_ik Σ_r g gᵀ."""
-        gw = (g * w.sqrt()[..., None, None]).reshape(-1, g.shape[-1])
-        self.G += (gw.t() @ gw).double()
+        self.G += _weighted_gram(g, w)
 
     def finalise(self, total_weight: float) -> None:
         """Normalise A by Σ w and eigendecompose both factors in float64."""
@@ -437,6 +434,17 @@ def _width_groups(widths: Tensor, most: int) -> list[slice]:
             cuts.append(int(ends[j]))
     cuts.reverse()
     return [slice(s, e) for s, e in itertools.pairwise([0, *cuts])]
+
+
+def _weighted_gram(x: Tensor, w: Tensor) -> Tensor:
+    """Σ_i w_i Σ_r x_ir x_irᵀ in float64 for x (*w.shape, R, d): equal weights (the usual
+    case: rescaled kept samples, one MC draw) scale the product instead of a copy of x."""
+    flat = x.reshape(-1, x.shape[-1])
+    first = w.reshape(-1)[:1]
+    if bool((w == first).all()):
+        return (flat.t() @ flat).double() * float(first)
+    xw = (x * w.sqrt()[..., None, None]).reshape(-1, x.shape[-1])
+    return (xw.t() @ xw).double()
 
 
 def rectangle(mask: Tensor | None) -> tuple[Tensor, Tensor] | None:

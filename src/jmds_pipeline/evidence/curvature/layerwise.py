@@ -13,8 +13,6 @@ no chunk exceeds ``chunk_elements`` elements.
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor
 
@@ -94,7 +92,7 @@ class LayerwiseCurvature:
                     for s in range(0, inp.shape[0], c):
                         a = h.kron_inputs(inp[s : s + c])
                         # Σ_r a aᵀ / R_total over all calls of a layer applied several times
-                        blk.accumulate_a(a * math.sqrt(a.shape[1] / r_total), w[s : s + c])
+                        blk.accumulate_a(a, w[s : s + c], a.shape[1] / r_total)
                     if g is not None:
                         blk.accumulate_g(_kron_grads(h, g), wk)
             for name, psi, sl, k in self._diag_psi(batch):
