@@ -572,3 +572,65 @@ def test_uneven_rows_are_grouped_and_give_the_same_leverage():
     assert (area, rows) == (1 + 2 + D_IN, 3) and area < D_OUT * D_IN
     a, gr, wk = _data()
     torch.testing.assert_close(blk.leverage(a, gr, wk, AL, "masked"), _exact(blk, a, gr, wk, m))
+
+
+# ------------------------------------------------------------------ low-rank on G's side
+
+
+def _g_tail_replaced(blk: KronBlock, rank: int, tail: float | None = None) -> KronBlock:
+    """A copy of ``blk`` whose G has its eigenvalues outside the top ``rank`` set to ``tail``
+    (default their mean), built densely: G̃ = U diag(λ̃) Uᵀ."""
+    lam = blk.lam_g.clone()
+    rest = lam[: D_OUT - rank]
+    lam[: D_OUT - rank] = rest.mean() if tail is None else tail
+    twin = _block(blk.mask)
+    twin.G = blk.U @ torch.diag(lam) @ blk.U.t()
+    twin.A = blk.A
+    return twin
+
+
+@pytest.mark.parametrize("rank", [1, 2])
+def test_g_side_lowrank_routes_are_exact_for_the_tail_replaced_factor(rank):
+    """Both G-side routes equal Σ_k w_k ψ_kᵀ P̃⁻¹ ψ_k with P̃ = G̃ ⊗ A + αI formed densely."""
+    blk = _block()
+    a, gr, wk = _data()
+    want = _exact(_g_tail_replaced(blk, rank), a, gr, wk)
+    for method in ("lowrank_g_gram", "lowrank_g_psi"):
+        torch.testing.assert_close(blk.leverage(a, gr, wk, AL, method, rank), want)
+    # full rank: the exact leverage
+    for method in ("lowrank_g_gram", "lowrank_g_psi"):
+        torch.testing.assert_close(blk.leverage(a, gr, wk, AL, method, D_OUT),
+                                   _exact(blk, a, gr, wk))
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_g_side_lowrank_brackets_the_exact_leverage(seed):
+    blk = _block(seed=seed)
+    a, gr, wk = _data(seed=seed + 7)
+    exact = _exact(blk, a, gr, wk)
+    rank = 1
+    largest_tail = float(blk.lam_g[D_OUT - rank - 1])
+    low = blk.lowrank_g_leverage(a, gr, wk, AL, rank, tail_eigenvalue=largest_tail)
+    high = blk.lowrank_g_leverage(a, gr, wk, AL, rank, tail_eigenvalue=0.0)
+    mean = blk.lowrank_g_leverage(a, gr, wk, AL, rank)
+    assert bool((low <= exact * (1 + 1e-12)).all() and (exact <= high * (1 + 1e-12)).all())
+    assert bool((low <= mean * (1 + 1e-12)).all() and (mean <= high * (1 + 1e-12)).all())
+    assert float((high - low).min()) > 0
+
+
+def test_g_side_lowrank_cost_by_hand_and_dtype():
+    """A tall layer (d_out 40 > d_in 4), R 3, K 1, rank 5: aV = 3·16 = 48; g_gram = 48 +
+    3·40·5 + 3·5·4 + 9·40 + 9·4 = 1104; g_psi = 48 + 480 + 800 = 1328; rotate = 48 + 4800 +
+    480 = 5328; matrix = 480 + 160·44 = 7520; A's side has no option (rank 5 ≥ d_in 4)."""
+    tall = KronBlock(None, A=torch.zeros(4, 4), G=torch.zeros(40, 40), theta=torch.zeros(40, 4))
+    assert tall.leverage_cost(3, 1, "lowrank", rank=5) == ("lowrank_g_gram", 1104)
+    assert tall.leverage_cost(3, 1, "exact", rank=5) == ("rotate", 5328)
+    # K = 2 backward vectors: the a rotation is shared, the rest doubles: g_gram 48 + 2·1056
+    assert tall.leverage_cost(3, 2, "lowrank", rank=5) == ("lowrank_g_gram", 48 + 2 * 1056)
+    blk = _block()
+    a, gr, wk = _data()
+    for method in ("lowrank_g_gram", "lowrank_g_psi"):
+        got = blk.leverage(a.float(), gr.float(), wk.float(), AL, method, 2)
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got.double(), _exact(_g_tail_replaced(blk, 2), a, gr, wk),
+                                   rtol=1e-4, atol=1e-6)

@@ -39,8 +39,9 @@ class EvidenceConfig:
             weight sharing and the exact Fisher, identical for Linear layers; see
             ``curvature.kfac``) or ``lowrank`` (opt-in approximation: only A's top
             ``leverage_rank`` eigenvectors are projected on, the rest of A's spectrum
-            takes its mean eigenvalue; used on a layer only where it is cheaper than the
-            exact routes; log Z and the weight scores are unchanged).
+            takes its mean eigenvalue; the same on G's side for layers with d_out > d_in;
+            used on a layer only where it is cheaper than the exact routes; log Z and the
+            weight scores are unchanged).
         leverage_rank: the k of ``leverage="lowrank"``.
         masked_leverage: tr(P⁻¹H_i) of K-FAC layers with a mask: ``sparse`` (exact, each
             row's active entries only), ``dense`` (exact, the whole masked ψ rotated: the

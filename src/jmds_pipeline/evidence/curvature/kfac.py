@@ -38,6 +38,9 @@ Per-sample leverage tr(P⁻¹H_i), H_i = Σ_k ω_k ψ_ik ψ_ikᵀ with ψ_ik = �
   is cheaper than the exact routes; on masked layers (``masked_lowrank``, (ψ⊙M) in place
   of ψ) where it is cheaper than ``sparse``/``dense``. log det P, diag(P⁻¹) and the weight
   scores stay exact: only tr(P⁻¹H_i) is approximated. Errors: benchmarks/evidence.py.
+  Layers with d_out > d_in (GPT-2's c_attn and c_fc) pay on G's side instead (R·d_out² for
+  gU, R·d_out·d_in for ψ): the same approximation on G (``lowrank_g_gram``,
+  ``lowrank_g_psi``: G's top k eigenvectors U_k, the mean for the rest) is then an option.
 
 Masked layers whose active set is rectangular (whole rows R × columns C: channel masks) keep
 the Kronecker form, P_S = A_CC ⊗ G_RR + αI, and their log det is exact from the eigenvalues
@@ -231,6 +234,11 @@ class KronBlock:
             options["lowrank_gram"] = (gt + r * d_in * rank + r * r * d_in
                                        + k * (r * d_out * rank + r * r * d_out))
             options["lowrank_psi"] = gt + k * (r * d_out * d_in + d_out * d_in * rank)
+        if mode == "lowrank" and 0 < rank < d_out:  # G's side, for layers with d_out > d_in
+            at = r * d_in * d_in  # a rotated by V (shared by the K vectors)
+            options["lowrank_g_gram"] = at + k * (r * d_out * rank + r * rank * d_in
+                                                  + r * r * d_out + r * r * d_in)
+            options["lowrank_g_psi"] = at + k * (r * d_out * d_in + d_out * d_in * rank)
         best = min(options, key=options.get)
         return best, options[best]
 
@@ -246,6 +254,8 @@ class KronBlock:
         dt = a.dtype
         if method in ("lowrank_gram", "lowrank_psi", "masked_lowrank"):
             return self.lowrank_leverage(a, g, wk.to(dt), alpha, rank, method)
+        if method in ("lowrank_g_gram", "lowrank_g_psi"):
+            return self.lowrank_g_leverage(a, g, wk.to(dt), alpha, rank, method)
         w = (1.0 / (self._eig_outer() + self.prior_of(alpha))).to(dt)
         U, V = self.U.to(dt), self.V.to(dt)
         if method == "kron":
@@ -293,10 +303,7 @@ class KronBlock:
         a_prior = self.prior_of(alpha)
         rank = min(rank, d_in)
         top = slice(d_in - rank, d_in)  # eigh sorts ascending: the top eigenpairs come last
-        if tail_eigenvalue is not None:
-            lam_bar = torch.as_tensor(tail_eigenvalue, dtype=self.lam_a.dtype)
-        else:  # no tail at full rank: its (zero) mass takes any weight
-            lam_bar = self.lam_a[: d_in - rank].mean() if rank < d_in else self.lam_a.new_zeros(())
+        lam_bar = _tail_eigenvalue(self.lam_a, rank, tail_eigenvalue)
         w_head = (1.0 / (torch.outer(self.lam_g, self.lam_a[top]) + a_prior)).to(dt)
         w_tail = (1.0 / (self.lam_g * lam_bar + a_prior)).to(dt)
         U, v_top = self.U.to(dt), self.V[:, top].to(dt)
@@ -316,6 +323,46 @@ class KronBlock:
         head = x.square()
         # X's mass outside the top columns, row by row: ‖(Uᵀψ)_q‖² − Σ_top X_qp² ≥ 0
         tail = (row_sq - head.sum(-1)).clamp_min(0.0)
+        per = (head * w_head).sum((-2, -1)) + tail @ w_tail
+        return (wk * per).sum(0)
+
+    def lowrank_g_leverage(
+        self,
+        a: Tensor,
+        g: Tensor,
+        wk: Tensor,
+        alpha: Tensor,
+        rank: int,
+        method: str = "lowrank_g_psi",
+        tail_eigenvalue: Tensor | float | None = None,
+    ) -> Tensor:
+        """``lowrank_leverage`` on G's side (unmasked layers): G's eigenvalues outside its
+        top ``rank`` replaced by λ̄ (default their mean), the exact leverage of
+        P̃ = A ⊗ G̃ + αI, G̃ = U_k Λ_k U_kᵀ + λ̄ (I − U_k U_kᵀ); bracketed the same way.
+        X = Uᵀ ψ V's mass outside the top rows is ‖(ψV)_p‖² − Σ_{q≤k} X_qp² per column,
+        from the R × R Gram matrix g gᵀ (``lowrank_g_gram``) or from ψV (``lowrank_g_psi``).
+        """
+        dt = a.dtype
+        d_out = self.G.shape[0]
+        a_prior = self.prior_of(alpha)
+        rank = min(rank, d_out)
+        top = slice(d_out - rank, d_out)  # eigh sorts ascending: the top eigenpairs come last
+        lam_bar = _tail_eigenvalue(self.lam_g, rank, tail_eigenvalue)
+        w_head = (1.0 / (torch.outer(self.lam_g[top], self.lam_a) + a_prior)).to(dt)
+        w_tail = (1.0 / (lam_bar * self.lam_a + a_prior)).to(dt)
+        at = a @ self.V.to(dt)  # (b, R, d_in)
+        u_top = self.U[:, top].to(dt)
+        if method == "lowrank_g_gram":
+            x = torch.einsum("kbrq,brp->kbqp", g @ u_top, at)  # X's top rows
+            gram = g @ g.transpose(-1, -2)  # (K, b, R, R): ‖(ψV)_p‖² = ã_pᵀ (g gᵀ) ã_p
+            col_sq = ((gram @ at) * at).sum(-2)
+        else:
+            y = torch.einsum("kbro,brp->kbop", g, at)  # ψV
+            x = u_top.t() @ y
+            col_sq = y.square().sum(-2)
+        head = x.square()
+        # X's mass outside the top rows, column by column: ‖(ψV)_p‖² − Σ_top X_qp² ≥ 0
+        tail = (col_sq - head.sum(-2)).clamp_min(0.0)
         per = (head * w_head).sum((-2, -1)) + tail @ w_tail
         return (wk * per).sum(0)
 
@@ -434,6 +481,15 @@ def _width_groups(widths: Tensor, most: int) -> list[slice]:
             cuts.append(int(ends[j]))
     cuts.reverse()
     return [slice(s, e) for s, e in itertools.pairwise([0, *cuts])]
+
+
+def _tail_eigenvalue(lam: Tensor, rank: int, given: Tensor | float | None) -> Tensor:
+    """λ̄ of a low-rank route: ``given``, else the mean of the eigenvalues (ascending) below
+    the top ``rank``; 0 when there is no tail (full rank: its zero mass takes any weight)."""
+    if given is not None:
+        return torch.as_tensor(given, dtype=lam.dtype)
+    rest = lam[: lam.numel() - rank]
+    return rest.mean() if rest.numel() else lam.new_zeros(())
 
 
 def _weighted_gram(x: Tensor, w: Tensor) -> Tensor:
