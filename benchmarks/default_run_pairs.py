@@ -1,7 +1,7 @@
 """The default ``kedro run`` of two code versions, seed by seed: cost and accuracy, paired.
 
-    nice -n 5 python benchmarks/default_run_pairs.py --baseline <commit> --seeds 0 1 2 3 4
-    python benchmarks/default_run_pairs.py --summary      # re-read the rows only
+    nice -n 5 python benchmarks/default_run_pairs.py --baseline <commit> --name <name>
+    python benchmarks/default_run_pairs.py --name <name> --summary   # re-read the rows only
 
 Each seed runs ``kedro run --params seed=<s>`` (the whole default pipeline: dense run,
 JMDS rounds, final retrain, evaluation) once in a clean checkout of ``--baseline`` (a git
@@ -10,9 +10,9 @@ other (the order alternates by seed) so that both see about the same machine loa
 each run's ``data/08_reporting/mnist1d/metrics.json`` it keeps test accuracy,
 ``total_vs_dense`` (the JMDS run's wall time over the dense training's, both measured in
 that run), ``total_samples_vs_dense`` and the log evidence. Rows go to
-``benchmarks/results/default_run_pairs.jsonl`` (resumable); per metric the paired
-difference current − baseline with its 95 % Student-t interval, and each version's mean
-``total_vs_dense`` with its interval, to ``benchmarks/results/default_run_pairs.json``.
+``benchmarks/results/<name>.jsonl`` (resumable); per metric the paired difference
+current − baseline with its 95 % Student-t interval, and each version's mean
+``total_vs_dense`` with its interval, to ``benchmarks/results/<name>.json``.
 """
 
 from __future__ import annotations
@@ -29,8 +29,7 @@ from pathlib import Path
 from scipy import stats
 
 ROOT = Path(__file__).resolve().parent.parent
-ROWS = ROOT / "benchmarks" / "results" / "default_run_pairs.jsonl"
-SUMMARY = ROOT / "benchmarks" / "results" / "default_run_pairs.json"
+RESULTS = ROOT / "benchmarks" / "results"
 METRICS = Path("data/08_reporting/mnist1d/metrics.json")
 KEPT = ("test_accuracy", "total_vs_dense", "total_samples_vs_dense", "log_evidence",
         "total_seconds")
@@ -67,11 +66,12 @@ def code_version(project: Path) -> str:
                           capture_output=True, text=True).stdout.strip()
 
 
-def run(baseline: str, seeds: list[int]) -> None:
+def run(baseline: str, seeds: list[int], rows_path: Path) -> None:
     base = worktree(baseline)
     done = set()
-    if ROWS.exists():
-        done = {(r["seed"], r["version"]) for r in map(json.loads, ROWS.read_text().splitlines())}
+    if rows_path.exists():
+        done = {(r["seed"], r["version"])
+                for r in map(json.loads, rows_path.read_text().splitlines())}
     versions = {"baseline": base, "current": ROOT}
     for seed in seeds:
         order = ["baseline", "current"] if seed % 2 == 0 else ["current", "baseline"]
@@ -80,7 +80,7 @@ def run(baseline: str, seeds: list[int]) -> None:
                 continue
             row = {"seed": seed, "version": version, "code": code_version(versions[version]),
                    **kedro_run(versions[version], seed)}
-            with open(ROWS, "a") as handle:
+            with open(rows_path, "a") as handle:
                 handle.write(json.dumps(row) + "\n")
             print(json.dumps(row), flush=True)
 
@@ -95,12 +95,12 @@ def _interval(values: list[float]) -> dict[str, float]:
     return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
 
 
-def summary() -> dict:
-    rows = [json.loads(line) for line in ROWS.read_text().splitlines()]
+def summary(rows_path: Path) -> dict:
+    rows = [json.loads(line) for line in rows_path.read_text().splitlines()]
     by = {(r["seed"], r["version"]): r for r in rows}
     seeds = sorted({s for s, v in by if (s, "baseline") in by and (s, "current") in by})
     out = {
-        "command": "python benchmarks/default_run_pairs.py --baseline <commit> --seeds ...",
+        "command": f"python benchmarks/default_run_pairs.py --name {rows_path.stem} ...",
         "seeds": seeds,
         "codes": sorted({r["code"] for r in rows}),
         "paired_current_minus_baseline": {},
@@ -116,7 +116,7 @@ def summary() -> dict:
         }
         out.setdefault("test_accuracy", {})[version] = _interval(
             [by[(s, version)]["test_accuracy"] for s in seeds])
-    SUMMARY.write_text(json.dumps(out, indent=1) + "\n")
+    rows_path.with_suffix(".json").write_text(json.dumps(out, indent=1) + "\n")
     return out
 
 
@@ -124,13 +124,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", help="commit of the baseline version")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    parser.add_argument("--name", default="default_run_pairs",
+                        help="benchmarks/results/<name>.jsonl and .json")
     parser.add_argument("--summary", action="store_true", help="only summarise the rows")
     args = parser.parse_args()
+    rows_path = RESULTS / f"{args.name}.jsonl"
     if not args.summary:
         if not args.baseline:
             parser.error("--baseline is needed to run (or --summary)")
-        run(args.baseline, args.seeds)
-    print(json.dumps(summary(), indent=1))
+        run(args.baseline, args.seeds, rows_path)
+    print(json.dumps(summary(rows_path), indent=1))
 
 
 if __name__ == "__main__":
