@@ -91,3 +91,33 @@ for budget, group in wide.groupby(level="budget"):
     half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / len(diff) ** 0.5
     print(f"| {budget} | {len(diff)} | {diff.mean():+.4f} | "
           f"[{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}] |")
+
+
+# cheaper schedules against the default one, all run with today's engine (schedules_cost)
+COST_PATH = os.path.join(HERE, "..", "results", "research", "schedules_cost.jsonl")
+if os.path.exists(COST_PATH):
+    with open(COST_PATH) as handle:
+        cheap = pd.DataFrame([json.loads(line) for line in handle])
+    wide = cheap.pivot_table(index=["gen", "seed", "budget"], columns="schedule",
+                             values="val_accuracy").dropna()
+    base = "rewind10_r10_f50_lowrank"
+    print("\n## Cheaper schedules against the default (paired, validation)\n")
+    print(f"Each schedule − `{base}` (the default), run by the same engine (2026-12-08) in "
+          "one job per generation seed (`schedules_cost.jsonl`; each schedule has its own "
+          "dense run), generation seeds 1 and 2 × run seeds 0–4, validation accuracy, mean "
+          "and 95 % Student-t interval of the paired differences; `training ×dense` exact "
+          "from the schedule.\n")
+    print("| schedule | budget | pairs | val acc | − default | 95 % interval | training ×dense |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for name in [c for c in wide.columns if c != base]:
+        for budget, group in wide.groupby(level="budget"):
+            diff = group[name] - group[base]
+            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / len(diff) ** 0.5
+            model, data = map(float, budget.split("/"))
+            print(f"| `{name}` | {budget} | {len(diff)} | {group[name].mean():.4f} | "
+                  f"{diff.mean():+.4f} | [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]"
+                  f" | {training_epochs(name, model, data):.3f} |")
+    for budget, group in wide.groupby(level="budget"):
+        model, data = map(float, budget.split("/"))
+        print(f"| `{base}` | {budget} | {len(group)} | {group[base].mean():.4f} | – | – | "
+              f"{training_epochs(base, model, data):.3f} |")

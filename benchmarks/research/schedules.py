@@ -62,6 +62,13 @@ SCHEDULES: dict[str, tuple] = {
                                   "jmds": {"evidence": {"leverage": "lowrank",
                                                         "leverage_rank": 32}}},
                                  {"score_from": "rewind", "round_epochs": 10, "final_epochs": 40}),
+    # the default with the exact Fisher (C = 10 backward vectors) instead of one MC draw
+    "rewind10_r10_f50_lowrank_exact_fisher": ({"rewind_epoch": 10,
+                                               "jmds": {"evidence": {"leverage": "lowrank",
+                                                                     "leverage_rank": 32,
+                                                                     "fisher": "exact"}}},
+                                              {"score_from": "rewind", "round_epochs": 10,
+                                               "final_epochs": 50}),
     "rewind10_dense_r10_f50": ({"rewind_epoch": 10}, {"score_from": "dense", "round_epochs": 10,
                                                       "final_epochs": 50}),
     "rewind10_r10_f60": ({"rewind_epoch": 10},
