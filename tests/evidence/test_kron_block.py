@@ -634,3 +634,60 @@ def test_g_side_lowrank_cost_by_hand_and_dtype():
         assert got.dtype == torch.float32
         torch.testing.assert_close(got.double(), _exact(_g_tail_replaced(blk, 2), a, gr, wk),
                                    rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize(("groups", "limit"), [(1, SPARSE_MAX_GATHERED), (2, SPARSE_MAX_GATHERED),
+                                               (1, 1), (2, 1)])
+def test_padded_row_groups_and_row_blocks_give_the_dense_algebra(groups, limit, monkeypatch):
+    """Seven rows of widths 0–5 in one or two groups (so rows are padded inside a group),
+    whole or a row at a time (``SPARSE_MAX_GATHERED`` = 1): padding slots contribute
+    nothing and every row lands in its place of Uᵀ (ψ⊙M) V."""
+    monkeypatch.setattr(kfac, "SPARSE_ROW_GROUPS", groups)
+    monkeypatch.setattr(kfac, "SPARSE_MAX_GATHERED", limit)
+    d_out, d_in, r, k, b = 7, 5, 3, 2, 4
+    g = torch.Generator().manual_seed(11)
+    mask = torch.zeros(d_out, d_in, dtype=torch.bool)
+    for row, width in enumerate([3, 0, 5, 1, 4, 2, 3]):
+        mask[row, torch.randperm(d_in, generator=g)[:width]] = True
+    blk = KronBlock(None, A=_psd(d_in, g), G=_psd(d_out, g),
+                    theta=torch.zeros(d_out, d_in, dtype=torch.float64), mask=mask)
+    blk.lam_a, blk.V = _eigh(blk.A)
+    blk.lam_g, blk.U = _eigh(blk.G)
+    assert len(blk._row_groups(torch.device("cpu"))) == groups
+    a = torch.randn(b, r, d_in, generator=g, dtype=torch.float64)
+    gr = torch.randn(k, b, r, d_out, generator=g, dtype=torch.float64)
+    wk = torch.rand(k, b, generator=g, dtype=torch.float64) + 0.2
+    inv = torch.linalg.inv(torch.kron(blk.G, blk.A) + ALPHA * torch.eye(d_out * d_in,
+                                                                          dtype=torch.float64))
+    keep = mask.reshape(-1).double()
+    inv = inv * keep[:, None] * keep[None, :]
+    want = torch.zeros(b, dtype=torch.float64)
+    for i in range(b):
+        for c in range(k):
+            psi = (gr[c, i].t() @ a[i]).reshape(-1)
+            want[i] += wk[c, i] * psi @ inv @ psi
+    torch.testing.assert_close(blk.leverage(a, gr, wk, AL, "masked"), want)
+    # the cache rule: a whole group's gathered V is kept only within the limit
+    assert any(key[0] == "v" for key in blk._gathered) == (limit == SPARSE_MAX_GATHERED)
+
+
+def test_a_group_exactly_at_the_gather_limit_is_kept(monkeypatch):
+    m = torch.zeros(D_OUT, D_IN, dtype=torch.bool)
+    m[1] = True  # one row, D_IN wide: its gathered V holds D_IN · D_IN elements
+    monkeypatch.setattr(kfac, "SPARSE_MAX_GATHERED", D_IN * D_IN)
+    blk = _block(m)
+    a, gr, wk = _data()
+    blk.leverage(a, gr, wk, AL, "masked")
+    assert any(key[0] == "v" for key in blk._gathered)
+
+
+def test_g_side_lowrank_rank_edges():
+    """Rank 1 is a valid G-side rank; rank = d_out is none (full rank is the exact leverage
+    under another name), even where its price would win."""
+    tall = KronBlock(None, A=torch.zeros(4, 4), G=torch.zeros(40, 40), theta=torch.zeros(40, 4))
+    # rank 1, R 3, K 1: g_gram = 48 + 120 + 12 + 360 + 36 = 576 < g_psi 48 + 480 + 160 = 688
+    assert tall.leverage_cost(3, 1, "lowrank", rank=1) == ("lowrank_g_gram", 576)
+    # d_out 8, d_in 3, R 4, K 1, rank 8: g_psi would be 36 + 96 + 192 = 324 < matrix
+    # 96 + 24·11 = 360 < rotate 36 + 256 + 96 = 388, but rank = d_out is no low-rank route
+    mid = KronBlock(None, A=torch.zeros(3, 3), G=torch.zeros(8, 8), theta=torch.zeros(8, 3))
+    assert mid.leverage_cost(4, 1, "lowrank", rank=8) == ("matrix", 360)

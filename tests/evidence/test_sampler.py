@@ -57,3 +57,15 @@ def test_seeded_and_one_uniform_per_row():
     skip = torch.Generator().manual_seed(3)
     torch.rand(7, 1, generator=skip)
     assert torch.equal(after, torch.rand(1, generator=skip))
+
+
+def test_unnormalised_cumulative_sums_draw_the_same_law():
+    """The rows' totals need not be 1 (float32 softmax sums are not): the uniform is
+    scaled by the row's total, so cdf × 3 draws what cdf draws, seed for seed."""
+    probs = torch.tensor([0.1, 0.6, 0.0, 0.3])
+    cdf = probs.cumsum(0).expand(5000, -1).contiguous()
+    plain = sample_classes(cdf, torch.Generator().manual_seed(4))
+    scaled = sample_classes(cdf * 3.0, torch.Generator().manual_seed(4))
+    assert torch.equal(plain, scaled)
+    counts = torch.bincount(scaled, minlength=4).double() / 5000
+    assert counts[2] == 0 and bool(((counts - probs.double()).abs() < 0.03).all())

@@ -431,7 +431,7 @@ class KronBlock:
         flat = psi.reshape(k * b, d_out * d_in)
         # (ψ⊙M) V of every row with an active entry, group after group, then one Uᵀ product:
         # a Uᵀ product per group rewrote the whole d_out × Kb × d_in result each time
-        y = psi.new_empty(live_rows, k * b, d_in)
+        y = psi.new_zeros(live_rows, k * b, d_in)  # zeros: a row left unwritten shows
         done = 0
         for group, (rows, idx, _) in enumerate(groups):
             n, width = idx.shape
