@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from scipy import stats
+from jmds_pipeline.comparison.stats import t_interval
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -86,13 +85,8 @@ def run(baseline: str, seeds: list[int], rows_path: Path) -> None:
 
 
 def _interval(values: list[float]) -> dict[str, float]:
-    n = len(values)
-    mean = sum(values) / n
-    if n < 2:
-        return {"mean": mean, "ci_low": math.nan, "ci_high": math.nan, "n": n}
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
-    half = float(stats.t.ppf(0.975, n - 1)) * sd / math.sqrt(n)
-    return {"mean": mean, "ci_low": mean - half, "ci_high": mean + half, "n": n}
+    mean, low, high = t_interval(values)
+    return {"mean": mean, "ci_low": low, "ci_high": high, "n": len(values)}
 
 
 def summary(rows_path: Path) -> dict:

@@ -23,12 +23,11 @@ import sys
 import time
 from pathlib import Path
 
-from scipy import stats
-
 sys.path.insert(0, str(Path(__file__).parent / "research"))
 from common import done_keys, make_context
 
 from jmds_pipeline.comparison.methods import Budget, _jmds, _jmds_config, dense_run
+from jmds_pipeline.comparison.stats import t_interval
 
 ROWS = Path(__file__).parent / "results" / "leverage_pairs.jsonl"
 SUMMARY = Path(__file__).parent / "results" / "leverage_pairs.json"
@@ -64,12 +63,8 @@ def run(seeds: list[int]) -> None:
 
 
 def _interval(values: list[float]) -> dict[str, float]:
-    n = len(values)
-    mean = statistics.fmean(values)
-    if n < 2:
-        return {"n": n, "mean": mean, "low": float("nan"), "high": float("nan")}
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(values) / n**0.5
-    return {"n": n, "mean": mean, "low": mean - half, "high": mean + half}
+    mean, low, high = t_interval(values)
+    return {"n": len(values), "mean": mean, "low": low, "high": high}
 
 
 def summary() -> dict:

@@ -16,8 +16,8 @@ import os
 
 import pandas as pd
 from schedules import SCHEDULES
-from scipy import stats
 
+from jmds_pipeline.comparison.stats import t_interval
 from jmds_pipeline.sparsity.schedules import round_targets
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -88,9 +88,8 @@ print("| budget | pairs | lowrank − exact | 95 % interval |")
 print("| --- | --- | --- | --- |")
 for budget, group in wide.groupby(level="budget"):
     diff = group["rewind10_r10_f50_lowrank"] - group["rewind10_r10_f50"]
-    half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / len(diff) ** 0.5
-    print(f"| {budget} | {len(diff)} | {diff.mean():+.4f} | "
-          f"[{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}] |")
+    mean, low, high = t_interval(diff)
+    print(f"| {budget} | {len(diff)} | {mean:+.4f} | [{low:+.4f}, {high:+.4f}] |")
 
 
 # cheaper schedules against the default one, all run with today's engine (schedules_cost)
@@ -112,10 +111,10 @@ if os.path.exists(COST_PATH):
     for name in [c for c in wide.columns if c != base]:
         for budget, group in wide.groupby(level="budget"):
             diff = group[name] - group[base]
-            half = stats.t.ppf(0.975, len(diff) - 1) * diff.std(ddof=1) / len(diff) ** 0.5
+            mean, low, high = t_interval(diff)
             model, data = map(float, budget.split("/"))
             print(f"| `{name}` | {budget} | {len(diff)} | {group[name].mean():.4f} | "
-                  f"{diff.mean():+.4f} | [{diff.mean() - half:+.4f}, {diff.mean() + half:+.4f}]"
+                  f"{mean:+.4f} | [{low:+.4f}, {high:+.4f}]"
                   f" | {training_epochs(name, model, data):.3f} |")
     for budget, group in wide.groupby(level="budget"):
         model, data = map(float, budget.split("/"))

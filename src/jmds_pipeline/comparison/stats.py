@@ -22,6 +22,19 @@ def summary_table(results: pd.DataFrame) -> pd.DataFrame:
     return table.reset_index()
 
 
+def t_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of ``values`` and its Student-t interval (NaN bounds for
+    fewer than two values)."""
+    values = [float(v) for v in values]
+    n = len(values)
+    mean = sum(values) / n if n else math.nan
+    if n < 2:
+        return mean, math.nan, math.nan
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (n - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sd / math.sqrt(n)
+    return mean, mean - half, mean + half
+
+
 def paired_difference(
     results: pd.DataFrame, method: str, baseline: str, metric: str = "test_accuracy",
     confidence: float = 0.95,
@@ -35,12 +48,7 @@ def paired_difference(
             continue
         differences = (wide[method] - wide[baseline]).dropna()
         n = len(differences)
-        mean = float(differences.mean()) if n else math.nan
-        if n > 1:
-            sem = float(differences.std(ddof=1)) / math.sqrt(n)
-            half = float(stats.t.ppf(0.5 + confidence / 2, n - 1)) * sem
-        else:
-            half = math.nan
+        mean, low, high = t_interval(differences, confidence)
         rows.append({
             "target_model_sparsity": float(budget[0]),
             "target_data_sparsity": float(budget[1]),
@@ -48,8 +56,8 @@ def paired_difference(
             "comparison": f"{method} - {baseline}",
             "seeds": n,
             "mean_difference": mean,
-            "ci_low": mean - half,
-            "ci_high": mean + half,
+            "ci_low": low,
+            "ci_high": high,
             "per_seed": [float(d) for d in differences],
         })
     return rows
