@@ -402,15 +402,20 @@ def test_float32_masked_leverage_matches_float64():
 # ------------------------------------------------------------------ low-rank leverage
 
 
-def _tail_replaced(blk: KronBlock, rank: int, tail: float | None = None) -> KronBlock:
-    """A copy of ``blk`` whose A has its eigenvalues outside the top ``rank`` set to ``tail``
-    (default their mean), built densely: Ã = V diag(λ̃) Vᵀ."""
-    lam = blk.lam_a.clone()
-    rest = lam[: D_IN - rank]
-    lam[: D_IN - rank] = rest.mean() if tail is None else tail
+def _tail_replaced(blk: KronBlock, rank: int, tail: float | None = None,
+                   side: str = "a") -> KronBlock:
+    """A copy of ``blk`` whose A (``side="a"``) or G (``"g"``) has its eigenvalues outside
+    the top ``rank`` set to ``tail`` (default their mean), built densely: V diag(λ̃) Vᵀ."""
+    lam, vec = (blk.lam_a, blk.V) if side == "a" else (blk.lam_g, blk.U)
+    lam = lam.clone()
+    cut = lam.numel() - rank
+    lam[:cut] = lam[:cut].mean() if tail is None else tail
     twin = _block(blk.mask)
-    twin.A = blk.V @ torch.diag(lam) @ blk.V.t()
-    twin.G = blk.G
+    twin.A, twin.G = blk.A, blk.G
+    if side == "a":
+        twin.A = vec @ torch.diag(lam) @ vec.t()
+    else:
+        twin.G = vec @ torch.diag(lam) @ vec.t()
     return twin
 
 
@@ -577,24 +582,12 @@ def test_uneven_rows_are_grouped_and_give_the_same_leverage():
 # ------------------------------------------------------------------ low-rank on G's side
 
 
-def _g_tail_replaced(blk: KronBlock, rank: int, tail: float | None = None) -> KronBlock:
-    """A copy of ``blk`` whose G has its eigenvalues outside the top ``rank`` set to ``tail``
-    (default their mean), built densely: G̃ = U diag(λ̃) Uᵀ."""
-    lam = blk.lam_g.clone()
-    rest = lam[: D_OUT - rank]
-    lam[: D_OUT - rank] = rest.mean() if tail is None else tail
-    twin = _block(blk.mask)
-    twin.G = blk.U @ torch.diag(lam) @ blk.U.t()
-    twin.A = blk.A
-    return twin
-
-
 @pytest.mark.parametrize("rank", [1, 2])
 def test_g_side_lowrank_routes_are_exact_for_the_tail_replaced_factor(rank):
     """Both G-side routes equal Σ_k w_k ψ_kᵀ P̃⁻¹ ψ_k with P̃ = G̃ ⊗ A + αI formed densely."""
     blk = _block()
     a, gr, wk = _data()
-    want = _exact(_g_tail_replaced(blk, rank), a, gr, wk)
+    want = _exact(_tail_replaced(blk, rank, side="g"), a, gr, wk)
     for method in ("lowrank_g_gram", "lowrank_g_psi"):
         torch.testing.assert_close(blk.leverage(a, gr, wk, AL, method, rank), want)
     # full rank: the exact leverage
@@ -632,8 +625,8 @@ def test_g_side_lowrank_cost_by_hand_and_dtype():
     for method in ("lowrank_g_gram", "lowrank_g_psi"):
         got = blk.leverage(a.float(), gr.float(), wk.float(), AL, method, 2)
         assert got.dtype == torch.float32
-        torch.testing.assert_close(got.double(), _exact(_g_tail_replaced(blk, 2), a, gr, wk),
-                                   rtol=1e-4, atol=1e-6)
+        want = _exact(_tail_replaced(blk, 2, side="g"), a, gr, wk)
+        torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-6)
 
 
 @pytest.mark.parametrize(("groups", "limit"), [(1, SPARSE_MAX_GATHERED), (2, SPARSE_MAX_GATHERED),

@@ -116,20 +116,25 @@ def test_unknown_leverage_mode_is_refused():
         EvidenceConfig(leverage="fast")
 
 
-def test_lowrank_leverage_through_the_engine(cnn):
-    """``leverage="lowrank"``: the conv layer's term is the exact leverage under Ã (A's
-    eigenvalues outside the top 2 replaced by their mean, formed densely), the Linear
-    layer's (R = 1) stays exact, and log Z and the weight scores do not change at all."""
-    model, x, y = cnn
+def _tail_replaced(mat: torch.Tensor, rank: int) -> torch.Tensor:
+    """``mat`` with its eigenvalues outside the top ``rank`` replaced by their mean."""
+    lam, vec = torch.linalg.eigh(mat)
+    lam[:-rank] = lam[:-rank].mean()
+    return vec @ torch.diag(lam) @ vec.t()
+
+
+def _check_lowrank_through_the_engine(model, x, y, side: str) -> None:
+    """The conv layer's term is the exact leverage with its ``side`` factor ("a" or "g")
+    tail-replaced at rank 2, the Linear layer's (R = 1) stays exact, and log Z and the
+    weight scores do not change at all."""
     base = dict(prior_precision=ALPHA, subsample_size=None)
     exact = estimate_evidence(model, x, y, config=EvidenceConfig(**base))
     cfg = EvidenceConfig(**base, leverage="lowrank", leverage_rank=2)
     res = estimate_evidence(model, x, y, config=cfg)
     factors = kron_factors(model, x, y, config=cfg)
     a, g = factors["0"]
-    lam, vec = torch.linalg.eigh(a)
-    lam[:-2] = lam[:-2].mean()
-    tilde = dict(factors, **{"0": (vec @ torch.diag(lam) @ vec.t(), g)})
+    replaced = (_tail_replaced(a, 2), g) if side == "a" else (a, _tail_replaced(g, 2))
+    tilde = dict(factors, **{"0": replaced})
     want = _exact_terms(model, x, tilde)["0"] + _exact_terms(model, x, factors)["3"]
     assert torch.allclose(2 * res.sample_leverage, want, rtol=1e-7, atol=0)
     assert not torch.allclose(res.sample_leverage, exact.sample_leverage, rtol=1e-4)
@@ -138,29 +143,18 @@ def test_lowrank_leverage_through_the_engine(cnn):
         assert torch.equal(res.weight_scores[name], scores)
 
 
+def test_lowrank_leverage_through_the_engine(cnn):
+    """``leverage="lowrank"`` on a conv with d_in > d_out truncates A (formed densely)."""
+    _check_lowrank_through_the_engine(*cnn, side="a")
+
+
 def test_g_side_lowrank_leverage_through_the_engine():
     """A conv with more outputs than inputs (8 channels from 1: d_out 8 > d_in 4): the low-
-    rank route truncates G instead (its term is the exact leverage under G̃, G's eigenvalues
-    outside the top 2 replaced by their mean), the Linear layer stays exact, and log Z and
-    the weight scores do not change."""
+    rank route truncates G instead."""
     torch.manual_seed(5)
     model = nn.Sequential(
         nn.Conv1d(1, 8, 3, padding=1), nn.Tanh(), nn.Flatten(), nn.Linear(8 * 5, 3)
     ).double().eval()
     x = torch.randn(6, 1, 5, dtype=torch.float64)
     y = torch.randint(0, 3, (6,))
-    base = dict(prior_precision=ALPHA, subsample_size=None)
-    exact = estimate_evidence(model, x, y, config=EvidenceConfig(**base))
-    cfg = EvidenceConfig(**base, leverage="lowrank", leverage_rank=2)
-    res = estimate_evidence(model, x, y, config=cfg)
-    factors = kron_factors(model, x, y, config=cfg)
-    a, g = factors["0"]
-    lam, vec = torch.linalg.eigh(g)
-    lam[:-2] = lam[:-2].mean()
-    tilde = dict(factors, **{"0": (a, vec @ torch.diag(lam) @ vec.t())})
-    want = _exact_terms(model, x, tilde)["0"] + _exact_terms(model, x, factors)["3"]
-    assert torch.allclose(2 * res.sample_leverage, want, rtol=1e-7, atol=0)
-    assert not torch.allclose(res.sample_leverage, exact.sample_leverage, rtol=1e-4)
-    assert res.log_evidence == exact.log_evidence
-    for name, scores in exact.weight_scores.items():
-        assert torch.equal(res.weight_scores[name], scores)
+    _check_lowrank_through_the_engine(model, x, y, side="g")

@@ -299,13 +299,8 @@ class KronBlock:
         bound of the exact leverage and λ̄ = 0 an upper one.
         """
         dt = a.dtype
-        d_in = self.A.shape[0]
-        a_prior = self.prior_of(alpha)
-        rank = min(rank, d_in)
-        top = slice(d_in - rank, d_in)  # eigh sorts ascending: the top eigenpairs come last
-        lam_bar = _tail_eigenvalue(self.lam_a, rank, tail_eigenvalue)
-        w_head = (1.0 / (torch.outer(self.lam_g, self.lam_a[top]) + a_prior)).to(dt)
-        w_tail = (1.0 / (self.lam_g * lam_bar + a_prior)).to(dt)
+        top, w_head, w_tail = _truncated_weights(self.lam_a, self.lam_g, rank, tail_eigenvalue,
+                                                 self.prior_of(alpha), dt)
         U, v_top = self.U.to(dt), self.V[:, top].to(dt)
         if method == "lowrank_gram":
             gt = g @ U  # (K, b, R, d_out)
@@ -320,11 +315,7 @@ class KronBlock:
                 y = torch.einsum("kbrq,bri->kbqi", g @ U, a)  # Uᵀψ
             x = y @ v_top
             row_sq = y.square().sum(-1)
-        head = x.square()
-        # X's mass outside the top columns, row by row: ‖(Uᵀψ)_q‖² − Σ_top X_qp² ≥ 0
-        tail = (row_sq - head.sum(-1)).clamp_min(0.0)
-        per = (head * w_head).sum((-2, -1)) + tail @ w_tail
-        return (wk * per).sum(0)
+        return _truncated_sum(x, row_sq, w_head, w_tail, wk)
 
     def lowrank_g_leverage(
         self,
@@ -343,13 +334,8 @@ class KronBlock:
         from the R × R Gram matrix g gᵀ (``lowrank_g_gram``) or from ψV (``lowrank_g_psi``).
         """
         dt = a.dtype
-        d_out = self.G.shape[0]
-        a_prior = self.prior_of(alpha)
-        rank = min(rank, d_out)
-        top = slice(d_out - rank, d_out)  # eigh sorts ascending: the top eigenpairs come last
-        lam_bar = _tail_eigenvalue(self.lam_g, rank, tail_eigenvalue)
-        w_head = (1.0 / (torch.outer(self.lam_g[top], self.lam_a) + a_prior)).to(dt)
-        w_tail = (1.0 / (lam_bar * self.lam_a + a_prior)).to(dt)
+        top, w_head, w_tail = _truncated_weights(self.lam_g, self.lam_a, rank, tail_eigenvalue,
+                                                 self.prior_of(alpha), dt)
         at = a @ self.V.to(dt)  # (b, R, d_in)
         u_top = self.U[:, top].to(dt)
         if method == "lowrank_g_gram":
@@ -360,11 +346,8 @@ class KronBlock:
             y = torch.einsum("kbro,brp->kbop", g, at)  # ψV
             x = u_top.t() @ y
             col_sq = y.square().sum(-2)
-        head = x.square()
-        # X's mass outside the top rows, column by column: ‖(ψV)_p‖² − Σ_top X_qp² ≥ 0
-        tail = (col_sq - head.sum(-2)).clamp_min(0.0)
-        per = (head * w_head).sum((-2, -1)) + tail @ w_tail
-        return (wk * per).sum(0)
+        # columns of X play the part of rows: Xᵀ = Vᵀ ψᵀ U
+        return _truncated_sum(x.transpose(-1, -2), col_sq, w_head, w_tail, wk)
 
     def _active_fraction(self) -> float:
         """ρ = |S| / (d_out·d_in); 0 on ``meta`` (no values: the requested route's cost)."""
@@ -481,6 +464,32 @@ def _width_groups(widths: Tensor, most: int) -> list[slice]:
             cuts.append(int(ends[j]))
     cuts.reverse()
     return [slice(s, e) for s, e in itertools.pairwise([0, *cuts])]
+
+
+def _truncated_weights(
+    lam: Tensor, other: Tensor, rank: int, given: Tensor | float | None, prior: Tensor,
+    dt: torch.dtype,
+) -> tuple[slice, Tensor, Tensor]:
+    """The low-rank routes' weights for the factor with eigenvalues ``lam`` (ascending)
+    kept to its top ``rank`` and the other factor's ``other``: (the top eigenpairs' slice,
+    W_head = 1/(other ⊗ λ_top + α) of shape (len(other), rank), W_tail = 1/(other·λ̄ + α))."""
+    rank = min(rank, lam.numel())
+    top = slice(lam.numel() - rank, lam.numel())  # eigh sorts ascending: the top come last
+    lam_bar = _tail_eigenvalue(lam, rank, given)
+    w_head = (1.0 / (torch.outer(other, lam[top]) + prior)).to(dt)
+    w_tail = (1.0 / (other * lam_bar + prior)).to(dt)
+    return top, w_head, w_tail
+
+
+def _truncated_sum(x: Tensor, full_sq: Tensor, w_head: Tensor, w_tail: Tensor, wk: Tensor
+                   ) -> Tensor:
+    """Σ_k w_k [Σ W_head X² + Σ_rows W_tail (‖row‖² − Σ_top X²)] per sample: ``x`` (K, b,
+    rows, rank) the rows' projections on the kept eigenvectors, ``full_sq`` (K, b, rows)
+    each row's whole squared norm, so the mass outside the top is their difference."""
+    head = x.square()
+    tail = (full_sq - head.sum(-1)).clamp_min(0.0)  # ≥ 0 up to rounding
+    per = (head * w_head).sum((-2, -1)) + tail @ w_tail
+    return (wk * per).sum(0)
 
 
 def _tail_eigenvalue(lam: Tensor, rank: int, given: Tensor | float | None) -> Tensor:
